@@ -1,0 +1,24 @@
+"""The consent and purpose engine: policy model, decision, redaction, routing.
+
+Pure: no I/O, no clock (callers pass ``now``), no imports from ``gateway``.
+"""
+
+from consent.decision import Decision, Effect, Withheld, decide
+from consent.policy import Agreement, Partner, PolicyError, PolicySnapshot, compile_policy
+from consent.redact import redact
+from consent.routing import candidates, unknown_named_recipients
+
+__all__ = [
+    "Agreement",
+    "Decision",
+    "Effect",
+    "Partner",
+    "PolicyError",
+    "PolicySnapshot",
+    "Withheld",
+    "candidates",
+    "compile_policy",
+    "decide",
+    "redact",
+    "unknown_named_recipients",
+]

@@ -1,0 +1,51 @@
+"""Redaction: reduce a canonical message to exactly what a permit decision releases.
+
+Runs once on the canonical model, so every output format gets the same reduction. The
+result MUST contain no field whose category is not in ``decision.released``, no person
+whose role the agreement does not release, and no address of a person with a
+confidential-address marker unless the agreement names that need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from canonical import Message, Person
+from canonical.model import IDENTITY_ADDRESS, IDENTITY_CONTACT, IDENTITY_CORE
+from consent.decision import Decision
+
+
+class NotPermitted(ValueError):
+    """Redaction was asked for a decision that is not a permit: a programming error."""
+
+
+def redact(message: Message, decision: Decision) -> Message:
+    if not decision.permitted:
+        raise NotPermitted(f"decision {decision.rule} for {decision.recipient} releases nothing")
+    released = decision.released
+    people = tuple(
+        _redact_person(p, released, decision.confidential_address_needed)
+        for p in message.people
+        if p.role in decision.person_roles
+    )
+    kept_refs = {p.ref for p in people}
+    items = tuple(
+        replace(i, about=tuple(r for r in i.about if r in kept_refs))
+        for i in message.items
+        if i.category in released and (not i.about or kept_refs.intersection(i.about))
+    )
+    return Message(envelope=replace(message.envelope, recipients=()), people=people, items=items)
+
+
+def _redact_person(person: Person, released: frozenset[str], confidential_ok: bool) -> Person:
+    show_address = IDENTITY_ADDRESS in released and (confidential_ok or not person.has_confidential_address)
+    if IDENTITY_CORE in released:
+        kept = person
+    else:
+        # Only the local ref and role remain, so items can still say whom they are about.
+        kept = Person(ref=person.ref, role=person.role)
+    return replace(
+        kept,
+        addresses=person.addresses if show_address else (),
+        contacts=person.contacts if IDENTITY_CONTACT in released else (),
+    )

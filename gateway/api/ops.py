@@ -1,0 +1,79 @@
+"""Operations API: queue depth and age, dead letters, replay and discard. Metadata only:
+nothing here returns message content, and replay/discard require a reason that is audited."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from canonical import InvalidInput, Violation
+from gateway.api.state import SERVICES
+from gateway.errors import NotFound
+
+OPERATOR_ROLES = frozenset({"operator", "admin"})
+MAX_REASON = 500
+
+
+async def get_queues(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    svc.auth.operator(request, OPERATOR_ROLES)
+    stats = {s.recipient: s for s in await svc.backend.stats()}
+    out = []
+    for pid, partner in sorted(svc.deployment.partners.items()):
+        s = stats.get(pid)
+        worker = svc.dispatcher.workers.get(pid)
+        out.append({
+            "partner": pid, "mode": partner.delivery.mode,
+            "ready": s.ready if s else 0, "in_flight": s.leased if s else 0,
+            "delivered": s.delivered if s else 0, "dead_letters": s.dead if s else 0,
+            "oldest_age_seconds": round(s.oldest_ready_age_seconds, 3) if s else 0.0,
+            "circuit": worker.circuit.state.value if worker else None,
+        })
+    return web.json_response({"queues": out})
+
+
+async def get_dead_letters(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    svc.auth.operator(request, OPERATOR_ROLES)
+    recipient = request.query.get("partner")
+    rows = await svc.backend.dead_letters(recipient, 500)
+    return web.json_response({"dead_letters": [
+        {"delivery_id": d.delivery_id, "message_id": d.message_id, "partner": d.recipient,
+         "attempts": d.attempts, "last_error": d.last_error, "updated_at": d.updated_at}
+        for d in rows]})
+
+
+async def _reason(request: web.Request) -> str:
+    try:
+        body: Any = json.loads(await request.read() or b"{}")
+    except ValueError:
+        raise InvalidInput([Violation("/", "json-syntax", "send a JSON object with a 'reason'")]) from None
+    reason = body.get("reason") if isinstance(body, dict) else None
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
+        raise InvalidInput([Violation("/reason", "required",
+                                      f"a reason of 1 to {MAX_REASON} characters is required and audited")])
+    return reason.strip()
+
+
+async def replay_dead_letter(request: web.Request) -> web.Response:
+    return await _resolve(request, replay=True)
+
+
+async def discard_dead_letter(request: web.Request) -> web.Response:
+    return await _resolve(request, replay=False)
+
+
+async def _resolve(request: web.Request, *, replay: bool) -> web.Response:
+    svc = request.app[SERVICES]
+    operator = svc.auth.operator(request, OPERATOR_ROLES)
+    reason = await _reason(request)
+    delivery_id = request.match_info["delivery_id"]
+    action = svc.backend.replay if replay else svc.backend.discard
+    if not await action(delivery_id, reason, f"operator:{operator}"):
+        raise NotFound("no dead letter with this id")
+    # Wake every worker: the replayed delivery's partner picks it up at once.
+    for worker in svc.dispatcher.workers.values():
+        worker.wake()
+    return web.json_response({"delivery_id": delivery_id, "state": "ready" if replay else "discarded"})

@@ -1,0 +1,98 @@
+"""``create_app(deployment)``: build the aiohttp application and its services once.
+
+Resources (the store, delivery workers and their HTTP sessions) open and close in a
+``cleanup_ctx``; nothing is read from module globals or at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from adapters import default_registry
+from gateway.api import health, messages, ops
+from gateway.api.auth import Authenticator
+from gateway.api.problems import problem_middleware
+from gateway.api.state import SERVICES, Services
+from gateway.audit import AuditEvent
+from gateway.config import Deployment
+from gateway.crypto import Keyring, generate_keyring
+from gateway.delivery.dispatcher import Dispatcher
+from gateway.errors import ConfigError
+from gateway.metrics import Metrics
+from gateway.pipeline import Pipeline, PolicyHolder
+from gateway.store.base import Backend
+from gateway.store.sqlite import SqliteBackend
+
+log = structlog.get_logger("gateway.app")
+
+
+def open_keyring(deployment: Deployment) -> Keyring:
+    s = deployment.settings
+    if not s.keyring_path.exists() and s.create_keyring:
+        generate_keyring(s.keyring_path)
+        log.warning("keyring.created", note="a new keyring was generated; back it up")
+    return Keyring.load(s.keyring_path)
+
+
+def open_backend(deployment: Deployment) -> Backend:
+    s = deployment.settings
+    return SqliteBackend(s.db_path, synchronous=s.synchronous)
+
+
+def create_app(deployment: Deployment, *, backend: Backend | None = None) -> web.Application:
+    adapters = default_registry()
+    for pid, partner in deployment.partners.items():
+        if partner.delivery.format not in adapters.by_name:
+            raise ConfigError(f"partners.yaml: partner {pid} (unknown-format): delivery format "
+                              f"{partner.delivery.format!r} is not one of {sorted(adapters.by_name)}")
+    keyring = open_keyring(deployment)
+    store = backend or open_backend(deployment)
+    metrics = Metrics()
+    policy = PolicyHolder(deployment.policy)
+    dispatcher = Dispatcher(deployment.partners, store, keyring, metrics)
+    auth = Authenticator(
+        {h: pid for pid, p in deployment.partners.items() for h in p.token_hashes},
+        {o.token_hash: (o.id, o.role) for o in deployment.settings.operators},
+    )
+    pipeline = Pipeline(store=store, keyring=keyring, adapters=adapters, policy=policy,
+                        partners=deployment.partners, metrics=metrics, notify=dispatcher.notify)
+    services = Services(deployment, store, keyring, adapters, policy, metrics, auth, pipeline, dispatcher)
+
+    app = web.Application(middlewares=[problem_middleware],
+                          client_max_size=deployment.settings.max_body_bytes)
+    app[SERVICES] = services
+    app.router.add_post("/v1/messages", messages.post_message)
+    app.router.add_get("/v1/messages/{message_id}", messages.get_message)
+    app.router.add_get("/v1/inbox", messages.get_inbox)
+    app.router.add_post("/v1/inbox/{delivery_id}/ack", messages.ack_inbox)
+    app.router.add_get("/v1/ops/queues", ops.get_queues)
+    app.router.add_get("/v1/ops/dead-letters", ops.get_dead_letters)
+    app.router.add_post("/v1/ops/dead-letters/{delivery_id}/replay", ops.replay_dead_letter)
+    app.router.add_post("/v1/ops/dead-letters/{delivery_id}/discard", ops.discard_dead_letter)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", health.metrics)
+    app.router.add_get("/openapi.json", health.openapi)
+    app.cleanup_ctx.append(_lifecycle)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    svc = app[SERVICES]
+    await svc.backend.open()
+    released = await svc.backend.release_expired_leases()
+    await svc.backend.append_audit([AuditEvent("gateway.started", {
+        "policy_version": svc.policy.current.version, "key_id": svc.keyring.active,
+        "leases_released": released})])
+    svc.dispatcher.start()
+    log.info("gateway.started", policy_version=svc.policy.current.version, leases_released=released,
+             partners=len(svc.deployment.partners))
+    try:
+        yield
+    finally:
+        await svc.dispatcher.stop()
+        await svc.backend.close()
+        log.info("gateway.stopped")

@@ -1,0 +1,207 @@
+"""The ``gateway`` command.
+
+    gateway serve --config DIR [--host H] [--port P]
+    gateway audit verify --config DIR [--expect-head HASH] [--json]
+    gateway dead-letters list|replay|discard --config DIR ...
+    gateway keys generate|rotate|rewrap ...
+    gateway demo --config DIR            the example deployment plus a demo receiver
+
+Every command has ``--help``. Exit codes: 0 success, 1 a check failed (e.g. the audit chain
+is broken), 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from gateway.audit import AuditRecord, verify_chain
+from gateway.config import load_deployment, load_settings
+from gateway.crypto import Keyring, generate_keyring, rotate_keyring
+from gateway.errors import ConfigError
+from gateway.logging import configure_logging
+from gateway.store.sqlite import SqliteBackend
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, required=True, metavar="DIR",
+                   help="deployment directory (gateway.yaml, partners.yaml, agreements.yaml, routes.yaml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description=(
+        "Information-sharing gateway for multi-agency children's services."))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the gateway (HTTP API and delivery workers)")
+    _config_arg(serve)
+    serve.add_argument("--host", help="listen address (overrides gateway.yaml)")
+    serve.add_argument("--port", type=int, help="listen port (overrides gateway.yaml)")
+    serve.add_argument("--data-dir", type=Path, help="database and keyring folder (overrides gateway.yaml)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    demo = sub.add_parser("demo", help="run the gateway and a demo receiver for the example partners")
+    _config_arg(demo)
+    demo.add_argument("--receiver-port", type=int, default=8099)
+
+    receiver = sub.add_parser("demo-receiver", help="run only the demo receiver (prints deliveries)")
+    receiver.add_argument("--port", type=int, default=8099)
+    receiver.add_argument("--secret", action="append", default=[], metavar="PARTNER=whsec_...",
+                          help="verify signatures for a partner path (repeatable)")
+
+    audit = sub.add_parser("audit", help="audit log tools")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    verify = audit_sub.add_parser("verify", help="verify the hash chain; exit 1 on any break")
+    _config_arg(verify)
+    verify.add_argument("--expect-head", metavar="HASH",
+                        help="a head hash recorded earlier: fail if it is no longer in the chain")
+    verify.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    dl = sub.add_parser("dead-letters", help="list, replay or discard dead letters")
+    dl_sub = dl.add_subparsers(dest="dl_command", required=True, metavar="ACTION")
+    dl_list = dl_sub.add_parser("list", help="list dead letters (metadata only)")
+    _config_arg(dl_list)
+    dl_list.add_argument("--partner")
+    for name, text in (("replay", "queue a dead letter again (same ids)"),
+                       ("discard", "drop a dead letter for good")):
+        p = dl_sub.add_parser(name, help=text)
+        _config_arg(p)
+        p.add_argument("delivery_id")
+        p.add_argument("--reason", required=True, help="why (written to the audit log)")
+        p.add_argument("--actor", default="cli", help="who is acting (an operator id)")
+
+    keys = sub.add_parser("keys", help="encryption keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    gen = keys_sub.add_parser("generate", help="create a new keyring file (mode 0600)")
+    gen.add_argument("--keyring", type=Path, required=True)
+    rot = keys_sub.add_parser("rotate", help="add a key and make it active; old keys stay to decrypt")
+    _config_arg(rot)
+    rew = keys_sub.add_parser("rewrap", help="re-encrypt stored payloads under the active key")
+    _config_arg(rew)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(getattr(args, "log_level", "warning") if args.command == "serve" else "warning")
+    try:
+        handler: Callable[[argparse.Namespace], int] = {
+            "serve": _serve, "demo": _demo, "demo-receiver": _demo_receiver, "audit": _audit,
+            "dead-letters": _dead_letters, "keys": _keys,
+        }[args.command]
+        return handler(args)
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc.detail}", file=sys.stderr)
+        return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gateway.server import serve
+
+    overrides: dict[str, Any] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    deployment = load_deployment(args.config, overrides=overrides)
+    if args.data_dir:
+        from gateway.config import with_data_dir
+
+        deployment = with_data_dir(deployment, args.data_dir)
+    serve(deployment)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    return run_demo(args.config, args.receiver_port)
+
+
+def _demo_receiver(args: argparse.Namespace) -> int:
+    from gateway.demo import run_receiver
+
+    secrets = dict(s.split("=", 1) for s in args.secret)
+    asyncio.run(run_receiver(args.port, secrets))
+    return 0
+
+
+def _with_backend(config: Path, fn: Callable[[SqliteBackend], Awaitable[int]]) -> int:
+    settings = load_settings(config.resolve())
+    if not settings.db_path.exists():
+        raise ConfigError(f"{settings.db_path}: no database yet (has the gateway run?)")
+
+    async def run() -> int:
+        backend = SqliteBackend(settings.db_path, synchronous=settings.synchronous)
+        await backend.open()
+        try:
+            return await fn(backend)
+        finally:
+            await backend.close()
+
+    return asyncio.run(run())
+
+
+def _audit(args: argparse.Namespace) -> int:
+    async def verify(backend: SqliteBackend) -> int:
+        records: list[AuditRecord] = [r async for r in backend.audit_records()]
+        result = verify_chain(records, args.expect_head)
+        if args.json:
+            print(json.dumps({"ok": result.ok, "records": result.records, "head": result.head,
+                              "problems": list(result.problems)}))
+        else:
+            for problem in result.problems:
+                print(f"BROKEN  {problem}")
+            print(f"{'OK' if result.ok else 'FAILED'}: {result.records} records; head {result.head}")
+            if result.ok:
+                print("Record the head hash off this machine; check it later with --expect-head.")
+        return 0 if result.ok else 1
+
+    return _with_backend(args.config, verify)
+
+
+def _dead_letters(args: argparse.Namespace) -> int:
+    async def run(backend: SqliteBackend) -> int:
+        if args.dl_command == "list":
+            rows = await backend.dead_letters(args.partner, 10_000)
+            for d in rows:
+                print(f"{d.delivery_id}  message={d.message_id}  partner={d.recipient}  "
+                      f"attempts={d.attempts}  last_error={d.last_error}")
+            print(f"{len(rows)} dead letter(s)")
+            return 0
+        action = backend.replay if args.dl_command == "replay" else backend.discard
+        if not await action(args.delivery_id, args.reason, f"cli:{args.actor}"):
+            print(f"no dead letter {args.delivery_id}", file=sys.stderr)
+            return 1
+        print(f"{args.delivery_id}: {'queued again' if args.dl_command == 'replay' else 'discarded'}")
+        return 0
+
+    return _with_backend(args.config, run)
+
+
+def _keys(args: argparse.Namespace) -> int:
+    if args.keys_command == "generate":
+        print(f"created {args.keyring} with active key {generate_keyring(args.keyring)}")
+        return 0
+    settings = load_settings(args.config.resolve())
+    if args.keys_command == "rotate":
+        kid = rotate_keyring(settings.keyring_path)
+        print(f"active key is now {kid}; restart the gateway, then run 'gateway keys rewrap'")
+        return 0
+    keyring = Keyring.load(settings.keyring_path)
+
+    async def rewrap(backend: SqliteBackend) -> int:
+        n = await backend.rewrap(keyring)
+        print(f"re-encrypted {n} payload(s) under {keyring.active}")
+        return 0
+
+    return _with_backend(args.config, rewrap)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

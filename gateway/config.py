@@ -1,0 +1,226 @@
+"""Load a deployment from a directory: ``gateway.yaml`` (settings), ``partners.yaml``,
+``agreements.yaml``, ``routes.yaml`` (policy) and ``secrets.yaml`` (webhook secrets).
+
+Configure once, freeze, then serve: every file is validated against its JSON Schema in
+``schemas/`` here, at start-up; a bad file stops start-up with ``ConfigError`` naming the
+file, the path inside it and the rule.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from canonical import Violation, default_dictionary
+from canonical.validate import schema_validator, schema_violations
+from consent import PolicyError, PolicySnapshot, compile_policy
+from consent.policy import POLICY_FILES
+from gateway.errors import ConfigError
+
+MAX_CONFIG_BYTES = 32 * 1024 * 1024
+
+
+class Secret:
+    """A string whose repr never shows the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    lease_seconds: float = 30.0
+    poll_interval_seconds: float = 1.0
+    batch_size: int = 64
+    timeout_seconds: float = 10.0
+    max_attempts: int = 8
+    base_delay_seconds: float = 2.0
+    max_delay_seconds: float = 600.0
+    concurrency: int = 16
+    circuit_failure_threshold: int = 5
+    circuit_reset_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerDelivery:
+    """How one partner receives: webhook (we POST) or pull (it fetches its inbox)."""
+
+    mode: str
+    format: str
+    url: str | None
+    secret: Secret | None
+    settings: DeliverySettings
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerRuntime:
+    id: str
+    token_hashes: frozenset[str]
+    delivery: PartnerDelivery
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    id: str
+    role: str
+    token_hash: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    config_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+    db_path: Path = Path("data/gateway.db")
+    synchronous: str = "FULL"
+    keyring_path: Path = Path("data/keyring.json")
+    create_keyring: bool = False
+    max_body_bytes: int = 256 * 1024
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    operators: tuple[Operator, ...] = ()
+
+
+@dataclass(frozen=True)
+class Deployment:
+    settings: Settings
+    policy: PolicySnapshot
+    partners: Mapping[str, PartnerRuntime]
+
+
+def read_yaml(path: Path) -> Any:
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where}: not valid YAML") from None
+
+
+def _check(file: Path, schema: str, document: Any) -> None:
+    problems = schema_violations(schema_validator(schema), document)
+    if problems:
+        raise ConfigError(_format(file, problems))
+
+
+def _format(file: Path | str, problems: list[Violation]) -> str:
+    return "\n".join(f"{file}: {v.field} ({v.rule}): {v.message}" for v in problems)
+
+
+def load_policy_documents(config_dir: Path) -> dict[str, Any]:
+    docs: dict[str, Any] = {}
+    for name in POLICY_FILES:
+        path = config_dir / name
+        if not path.exists():
+            raise ConfigError(f"{path}: file not found (a deployment needs {', '.join(POLICY_FILES)})")
+        docs[name] = read_yaml(path)
+    return docs
+
+
+def load_policy(config_dir: Path) -> PolicySnapshot:
+    try:
+        return compile_policy(load_policy_documents(config_dir), default_dictionary())
+    except PolicyError as exc:
+        raise ConfigError("\n".join(f"{config_dir / f}: {v.field} ({v.rule}): {v.message}"
+                                    for f, v in exc.problems)) from None
+
+
+def load_settings(config_dir: Path) -> Settings:
+    path = config_dir / "gateway.yaml"
+    raw: dict[str, Any] = read_yaml(path) if path.exists() else {}
+    raw = raw or {}
+    _check(path, "gateway-settings.schema.json", raw)
+    data_dir = _resolve(config_dir, raw.get("data_dir", "data"))
+    store = raw.get("store", {})
+    keyring = raw.get("keyring", {})
+    return Settings(
+        config_dir=config_dir,
+        host=raw.get("listen", {}).get("host", "127.0.0.1"),
+        port=int(raw.get("listen", {}).get("port", 8080)),
+        data_dir=data_dir,
+        db_path=_resolve(data_dir, store.get("path", "gateway.db")),
+        synchronous=store.get("synchronous", "FULL"),
+        keyring_path=_resolve(data_dir, keyring.get("path", "keyring.json")),
+        create_keyring=bool(keyring.get("create_if_missing", False)),
+        max_body_bytes=int(raw.get("limits", {}).get("max_body_bytes", 256 * 1024)),
+        delivery=DeliverySettings(**raw.get("delivery", {})),
+        operators=tuple(Operator(o["id"], o["role"], o["token_sha256"]) for o in raw.get("operators", ())),
+    )
+
+
+def load_deployment(config_dir: Path, *, overrides: Mapping[str, Any] | None = None) -> Deployment:
+    """Everything a gateway needs, validated. ``overrides`` replace settings (CLI flags)."""
+    config_dir = config_dir.resolve()
+    if not config_dir.is_dir():
+        raise ConfigError(f"{config_dir}: not a directory")
+    settings = load_settings(config_dir)
+    if overrides:
+        settings = replace(settings, **overrides)
+    policy = load_policy(config_dir)
+    secrets = _load_secrets(config_dir)
+    partners_doc = read_yaml(config_dir / "partners.yaml")
+    partners: dict[str, PartnerRuntime] = {}
+    for i, p in enumerate(partners_doc["partners"]):
+        d = p["delivery"]
+        overrides_d = {k: d[k] for k in DeliverySettings.__dataclass_fields__ if k in d}
+        mode = d["mode"]
+        secret = secrets.get(p["id"])
+        if mode == "webhook" and secret is None:
+            raise ConfigError(f"{config_dir / 'partners.yaml'}: /partners/{i}/delivery (webhook-secret): "
+                              f"no webhook secret for {p['id']} in secrets.yaml or "
+                              f"{_secret_env(p['id'])}")
+        partners[p["id"]] = PartnerRuntime(
+            id=p["id"],
+            token_hashes=frozenset(p.get("token_sha256", ())),
+            delivery=PartnerDelivery(mode, d["format"], d.get("url"), secret,
+                                     replace(settings.delivery, **overrides_d)),
+        )
+    return Deployment(settings, policy, partners)
+
+
+def _secret_env(partner_id: str) -> str:
+    return "GATEWAY_WEBHOOK_SECRET_" + partner_id.upper().replace("-", "_")
+
+
+def _load_secrets(config_dir: Path) -> dict[str, Secret]:
+    path = config_dir / "secrets.yaml"
+    raw: dict[str, Any] = (read_yaml(path) or {}) if path.exists() else {}
+    _check(path, "secrets.schema.json", raw)
+    out = {pid: Secret(value) for pid, value in raw.get("webhook_secrets", {}).items()}
+    prefix = "GATEWAY_WEBHOOK_SECRET_"
+    for key, value in os.environ.items():
+        if key.startswith(prefix):
+            out[key[len(prefix):].lower().replace("_", "-")] = Secret(value)
+    return out
+
+
+def _resolve(base: Path, value: str) -> Path:
+    p = Path(value)
+    return p if p.is_absolute() else (base / p)
+
+
+def with_data_dir(deployment: Deployment, data_dir: Path) -> Deployment:
+    """The same deployment with its database and keyring under another folder."""
+    s = deployment.settings
+    data_dir = data_dir.resolve()
+    settings = replace(s, data_dir=data_dir, db_path=data_dir / s.db_path.name,
+                       keyring_path=data_dir / s.keyring_path.name)
+    return replace(deployment, settings=settings)

@@ -1,0 +1,128 @@
+"""Encryption at rest (AES-256-GCM with key ids) and keyed pseudonyms for subjects.
+
+The keyring is a JSON file::
+
+    {"active": "k-20261122-...", "keys": {"k-...": "<base64 32 bytes>"}, "pseudonym_key": "<base64>"}
+
+Every stored payload carries the id of the key that sealed it, so keys rotate without
+re-encrypting at once: ``gateway keys rotate`` adds a key and makes it active; old keys stay
+to open old records until ``gateway keys rewrap`` has re-sealed them. The associated data
+binds a ciphertext to its record id, so blobs cannot be swapped between rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from gateway.errors import ConfigError
+
+NONCE_BYTES = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """A ciphertext and the id of the key that sealed it. Only these reach a store."""
+
+    key_id: str
+    blob: bytes
+
+
+class Keyring:
+    def __init__(self, active: str, keys: dict[str, bytes], pseudonym_key: bytes) -> None:
+        if active not in keys:
+            raise ConfigError(f"keyring: active key {active!r} is not among the keys")
+        for kid, key in keys.items():
+            if len(key) != 32:
+                raise ConfigError(f"keyring: key {kid!r} must be 32 bytes (AES-256)")
+        self.active = active
+        self._aead = {kid: AESGCM(key) for kid, key in keys.items()}
+        self._pseudonym_key = pseudonym_key
+
+    def __repr__(self) -> str:
+        return f"Keyring(active={self.active!r}, keys={sorted(self._aead)})"
+
+    @property
+    def key_ids(self) -> list[str]:
+        return sorted(self._aead)
+
+    def seal(self, plaintext: bytes, aad: str) -> Sealed:
+        nonce = os.urandom(NONCE_BYTES)
+        return Sealed(self.active, nonce + self._aead[self.active].encrypt(nonce, plaintext, aad.encode()))
+
+    def open(self, sealed: Sealed, aad: str) -> bytes:
+        try:
+            aead = self._aead[sealed.key_id]
+        except KeyError:
+            raise ConfigError(f"keyring has no key {sealed.key_id!r}; was it removed before rewrap?") from None
+        return aead.decrypt(sealed.blob[:NONCE_BYTES], sealed.blob[NONCE_BYTES:], aad.encode())
+
+    def pseudonym(self, value: str) -> str:
+        """A stable keyed pseudonym (HMAC-SHA256) for an identifier; reveals nothing alone."""
+        return hmac.new(self._pseudonym_key, value.encode(), hashlib.sha256).hexdigest()[:32]
+
+    # -- files -------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: Path) -> Keyring:
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            return cls(
+                doc["active"],
+                {k: base64.b64decode(v) for k, v in doc["keys"].items()},
+                base64.b64decode(doc["pseudonym_key"]),
+            )
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: keyring file not found; create one with "
+                              "'gateway keys generate --keyring PATH'") from None
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ConfigError(f"{path}: not a valid keyring ({type(exc).__name__})") from None
+
+
+def _new_key_id() -> str:
+    return f"k-{datetime.now(UTC):%Y%m%d%H%M%S}-{secrets.token_hex(3)}"
+
+
+def generate_keyring(path: Path) -> str:
+    """Write a new keyring (mode 0600). Refuses to overwrite. Returns the active key id."""
+    kid = _new_key_id()
+    doc = {
+        "active": kid,
+        "keys": {kid: base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()},
+        "pseudonym_key": base64.b64encode(secrets.token_bytes(32)).decode(),
+    }
+    _write_private(path, doc, exclusive=True)
+    return kid
+
+
+def rotate_keyring(path: Path) -> str:
+    """Add a new key and make it active; old keys stay for decryption. Returns the new id."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    kid = _new_key_id()
+    doc["keys"][kid] = base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()
+    doc["active"] = kid
+    _write_private(path, doc, exclusive=False)
+    return kid
+
+
+def _write_private(path: Path, doc: dict[str, object], *, exclusive: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    if exclusive and path.exists():
+        raise ConfigError(f"{path}: a keyring already exists; refusing to overwrite it")
+    fd = os.open(tmp, flags, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, indent=2)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,161 @@
+"""Delivery workers: one asyncio task per webhook partner, each with its own HTTP connection
+pool, circuit breaker and concurrency limit, so a slow or failing partner never delays
+another.
+
+A worker leases a batch of due deliveries (only the head of each (recipient, child) order
+key, so order holds), posts them concurrently, then completes or fails each lease. It sleeps
+until woken by a new accept, the next retry falls due, or the poll interval passes (which
+also picks up replays made by the CLI from another process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+
+import aiohttp
+import structlog
+from cryptography.exceptions import InvalidTag
+
+from gateway.audit import AuditEvent
+from gateway.config import PartnerRuntime
+from gateway.crypto import Keyring
+from gateway.delivery.backoff import backoff_delay
+from gateway.delivery.circuit import CircuitBreaker, CircuitState
+from gateway.delivery.webhook import post_webhook, signed_headers
+from gateway.errors import ConfigError, DeliveryError, PermanentDeliveryError
+from gateway.metrics import Metrics
+from gateway.store.base import Lease, Queue
+
+log = structlog.get_logger("gateway.delivery")
+
+
+class PartnerWorker:
+    def __init__(self, partner: PartnerRuntime, queue: Queue, keyring: Keyring, metrics: Metrics,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.partner = partner
+        self._settings = partner.delivery.settings
+        self._queue = queue
+        self._keyring = keyring
+        self._metrics = metrics
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self.circuit = CircuitBreaker(self._settings.circuit_failure_threshold,
+                                      self._settings.circuit_reset_seconds, clock)
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self._settings.concurrency, ttl_dns_cache=300)
+        # No cookies, no environment proxies: each partner's session is isolated and plain.
+        self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+        self._task = asyncio.create_task(self._run(), name=f"deliver:{self.partner.id}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._session is not None:
+            await self._session.close()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                worked = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep the worker alive; the store may be restarting
+                log.error("delivery.worker_error", recipient=self.partner.id, error=type(exc).__name__)
+                worked = False
+            if not worked:
+                await self._sleep()
+
+    async def _sleep(self) -> None:
+        timeout = self._settings.poll_interval_seconds
+        if self.circuit.state is CircuitState.OPEN:
+            timeout = min(timeout, max(0.05, self.circuit.seconds_until_trial()))
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def run_once(self) -> bool:
+        """Lease and deliver one batch. Returns False when there was nothing to do."""
+        allowed = self.circuit.allowed_batch(self._settings.batch_size)
+        self._metrics.circuit_open.labels(self.partner.id).set(0 if allowed else 1)
+        if not allowed:
+            return False
+        leases = await self._queue.lease(self.partner.id, allowed, self._settings.lease_seconds)
+        if not leases:
+            return False
+        await asyncio.gather(*(self._deliver(lease) for lease in leases))
+        return True
+
+    async def _deliver(self, lease: Lease) -> None:
+        assert self._session is not None
+        delivery = self.partner.delivery
+        started = self._clock()
+        try:
+            payload = self._open(lease)
+            assert delivery.url is not None and delivery.secret is not None
+            headers = signed_headers(delivery.secret.reveal(), lease.message_id, payload, lease.media_type)
+            await post_webhook(self._session, delivery.url, headers, payload, self._settings.timeout_seconds)
+        except DeliveryError as exc:
+            await self._failed(lease, exc, started)
+            return
+        self.circuit.record_success()
+        self._metrics.delivery_seconds.labels(self.partner.id).observe(self._clock() - started)
+        self._metrics.deliveries.labels(self.partner.id, "delivered").inc()
+        done = await self._queue.complete(lease, AuditEvent("delivery.succeeded", {
+            "delivery_id": lease.delivery_id, "attempt": lease.attempt}, lease.message_id, self.partner.id))
+        if not done:
+            log.warning("delivery.lease_lost", delivery_id=lease.delivery_id, recipient=self.partner.id)
+
+    def _open(self, lease: Lease) -> bytes:
+        try:
+            return self._keyring.open(lease.payload, lease.delivery_id)
+        except (InvalidTag, ConfigError):
+            raise PermanentDeliveryError("the stored payload cannot be decrypted",
+                                         code="payload-unreadable") from None
+
+    async def _failed(self, lease: Lease, exc: DeliveryError, started: float) -> None:
+        self.circuit.record_failure()
+        self._metrics.delivery_seconds.labels(self.partner.id).observe(self._clock() - started)
+        permanent = isinstance(exc, PermanentDeliveryError)
+        retry_at = None if permanent else self._clock() + backoff_delay(
+            lease.attempt, self._settings.base_delay_seconds, self._settings.max_delay_seconds)
+        state = await self._queue.fail(lease, exc.code, retry_at, AuditEvent("delivery.attempt_failed", {
+            "delivery_id": lease.delivery_id, "attempt": lease.attempt, "error": exc.code,
+            "permanent": permanent}, lease.message_id, self.partner.id))
+        self._metrics.deliveries.labels(self.partner.id, "dead" if state == "dead" else "failed").inc()
+        log.info("delivery.failed", delivery_id=lease.delivery_id, recipient=self.partner.id,
+                 attempt=lease.attempt, error=exc.code, state=state)
+
+
+class Dispatcher:
+    """Owns one ``PartnerWorker`` per webhook partner."""
+
+    def __init__(self, partners: Mapping[str, PartnerRuntime], queue: Queue, keyring: Keyring,
+                 metrics: Metrics) -> None:
+        self.workers = {
+            pid: PartnerWorker(p, queue, keyring, metrics)
+            for pid, p in partners.items() if p.delivery.mode == "webhook"
+        }
+
+    def notify(self, recipient: str) -> None:
+        worker = self.workers.get(recipient)
+        if worker is not None:
+            worker.wake()
+
+    def start(self) -> None:
+        for w in self.workers.values():
+            w.start()
+            w.wake()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(w.stop() for w in self.workers.values()))

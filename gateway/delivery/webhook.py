@@ -1,0 +1,58 @@
+"""Webhook delivery: POST the rendered payload, signed with the Standard Webhooks scheme.
+
+Headers: ``webhook-id`` (the gateway message id: stable across retries and replays, so
+recipients de-duplicate on it), ``webhook-timestamp``, ``webhook-signature`` (``v1,<base64
+HMAC-SHA256>``). A partner's inbound credentials are never passed on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import aiohttp
+from standardwebhooks.webhooks import Webhook
+
+from gateway.errors import PermanentDeliveryError, RetryableDeliveryError
+
+USER_AGENT = "mash-gateway/0.1"
+RETRYABLE_STATUS = frozenset({408, 425, 429})
+
+
+def signed_headers(secret: str, webhook_id: str, payload: bytes, media_type: str,
+                   now: datetime | None = None) -> dict[str, str]:
+    when = now or datetime.now(UTC)
+    signature = Webhook(secret).sign(webhook_id, when, payload.decode())
+    return {
+        "content-type": media_type,
+        "user-agent": USER_AGENT,
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": signature,
+    }
+
+
+async def post_webhook(session: aiohttp.ClientSession, url: str, headers: dict[str, str],
+                       payload: bytes, timeout: float) -> None:
+    """One attempt. Returns on 2xx; raises Retryable or Permanent delivery errors with a
+    content-free code (the response body is never read into logs or errors)."""
+    try:
+        async with session.post(url, data=payload, headers=headers,
+                                timeout=aiohttp.ClientTimeout(total=timeout),
+                                allow_redirects=False) as resp:
+            status = resp.status
+            await resp.release()
+    except TimeoutError:
+        raise RetryableDeliveryError("the partner did not answer in time", code="timeout") from None
+    except aiohttp.ClientConnectionError as exc:
+        raise RetryableDeliveryError("could not connect to the partner",
+                                     code=f"connection:{type(exc).__name__}") from None
+    except aiohttp.ClientError as exc:
+        raise RetryableDeliveryError("HTTP client error", code=f"client:{type(exc).__name__}") from None
+    except asyncio.CancelledError:
+        raise
+    if 200 <= status < 300:
+        return
+    if status >= 500 or status in RETRYABLE_STATUS:
+        raise RetryableDeliveryError(f"partner answered {status}", code=f"http-{status}")
+    raise PermanentDeliveryError(f"partner refused the delivery with {status}", code=f"http-{status}")

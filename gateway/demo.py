@@ -1,0 +1,127 @@
+"""``gateway demo``: the example deployment plus a demo receiver standing in for the
+partners' webhooks, so a newcomer can send a message and watch each partner's copy arrive.
+
+The receiver verifies each delivery's Standard Webhooks signature, keeps what it received
+in memory (``GET /{partner}`` lists it) and prints one line per delivery. It is a demo and
+a test aid, not a partner system.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from gateway.app import create_app
+from gateway.config import load_deployment
+from gateway.server import start_site
+
+RECEIVED = web.AppKey("received", dict)
+SECRETS = web.AppKey("secrets", dict)
+MAX_DEMO_BODY = 1024 * 1024
+
+
+def receiver_app(secrets: dict[str, str], *, quiet: bool = False) -> web.Application:
+    """An aiohttp app that accepts ``POST /{partner}`` deliveries and lists them on GET."""
+    app = web.Application(client_max_size=MAX_DEMO_BODY)
+    app[RECEIVED] = {}
+    app[SECRETS] = secrets
+
+    async def receive(request: web.Request) -> web.Response:
+        partner = request.match_info["partner"]
+        body = await request.read()
+        secret = request.app[SECRETS].get(partner)
+        if secret is not None:
+            try:
+                Webhook(secret).verify(body, dict(request.headers), json_parse=False)
+            except WebhookVerificationError:
+                return web.json_response({"error": "bad signature"}, status=401)
+        doc = json.loads(body)
+        request.app[RECEIVED].setdefault(partner, []).append(
+            {"webhook_id": request.headers.get("webhook-id"), "payload": doc})
+        if not quiet:
+            cats = sorted({i["category"] for i in doc.get("items", [])})
+            roles = [p["role"] for p in doc.get("people", [])]
+            print(f"[demo-receiver] {partner} received {doc['envelope'].get('message_id')} "
+                  f"({doc['envelope']['event_type']}): people={roles} items={cats}", flush=True)
+        return web.json_response({"ok": True})
+
+    async def listing(request: web.Request) -> web.Response:
+        return web.json_response(request.app[RECEIVED].get(request.match_info["partner"], []))
+
+    app.router.add_post("/{partner}", receive)
+    app.router.add_get("/{partner}", listing)
+    return app
+
+
+async def run_receiver(port: int, secrets: dict[str, str]) -> None:
+    runner, bound = await start_site(receiver_app(secrets), "127.0.0.1", port)
+    print(f"demo receiver listening on http://127.0.0.1:{bound}", flush=True)
+    try:
+        await _wait_for_signal()
+    finally:
+        await runner.cleanup()
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def run_demo(config: Path, receiver_port: int) -> int:
+    deployment = load_deployment(config)
+    secrets = {pid: p.delivery.secret.reveal() for pid, p in deployment.partners.items()
+               if p.delivery.secret is not None}
+
+    async def main() -> None:
+        receiver, rport = await start_site(receiver_app(secrets), "127.0.0.1", receiver_port)
+        s = deployment.settings
+        gateway, gport = await start_site(create_app(deployment), s.host, s.port)
+        base = f"http://{s.host}:{gport}"
+        sample = (config / "messages" / "domestic-abuse-incident.json").resolve()
+        print(_banner(base, f"http://127.0.0.1:{rport}", sample), flush=True)
+        try:
+            await _wait_for_signal()
+        finally:
+            await gateway.cleanup()
+            await receiver.cleanup()
+
+    asyncio.run(main())
+    return 0
+
+
+def _banner(base: str, receiver: str, sample: Path) -> str:
+    lines: list[Any] = [
+        "",
+        "Sharing gateway is running (example deployment, embedded SQLite).",
+        f"  API                 {base}/v1/messages",
+        f"  OpenAPI             {base}/openapi.json",
+        f"  Health / readiness  {base}/healthz  {base}/readyz",
+        f"  Metrics             {base}/metrics",
+        f"  Queues (operator)   curl -H 'Authorization: Bearer demo-operator-token' {base}/v1/ops/queues",
+        f"  Demo receiver       {receiver}/school-riverside-primary  {receiver}/csc-northshire",
+        "",
+        "Send the sample police notification (in another terminal):",
+        f"  curl -sS -X POST {base}/v1/messages \\",
+        "    -H 'Authorization: Bearer demo-police-token' \\",
+        "    -H 'Content-Type: application/vnd.gateway.message+json' \\",
+        f"    --data-binary @{sample}",
+        "",
+        "Then see what each partner received (the school gets no narrative, no risk assessment,",
+        "no address):",
+        f"  curl -sS {receiver}/school-riverside-primary",
+        f"  curl -sS {receiver}/csc-northshire",
+        "",
+        "Stop with Ctrl-C.",
+    ]
+    return "\n".join(str(x) for x in lines)

@@ -1,0 +1,167 @@
+"""Ingest: parse -> route -> decide -> redact and render per recipient -> one durable accept.
+
+Everything before ``store.accept`` is pure and in memory, so a rejected message leaves no
+trace but a counter and a content-free audit line. When ``accept`` returns, the message,
+every decision (denials included) and every delivery are committed together: the 202 is
+sent only then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from adapters import AdapterRegistry
+from canonical import InvalidInput, Message, Violation
+from consent import Decision, PolicySnapshot, candidates, decide, redact, unknown_named_recipients
+from gateway.audit import AuditEvent
+from gateway.config import PartnerRuntime
+from gateway.crypto import Keyring
+from gateway.errors import Forbidden, IdempotencyConflict, UnknownRecipient, UnsupportedMediaType
+from gateway.ids import new_id
+from gateway.metrics import Metrics
+from gateway.store.base import (
+    AcceptOutcome,
+    DecisionRecord,
+    DeliveryRecord,
+    IdempotencyMismatch,
+    InboundRecord,
+    Store,
+)
+
+log = structlog.get_logger("gateway.pipeline")
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    message_id: str
+    duplicate: bool
+    recipients: tuple[str, ...]
+    """Recipients with a delivery queued (empty for a duplicate)."""
+
+
+class PolicyHolder:
+    """The policy snapshot in force. Swapped whole (atomically) on reload; never mutated."""
+
+    def __init__(self, snapshot: PolicySnapshot) -> None:
+        self.current = snapshot
+
+
+class Pipeline:
+    def __init__(self, *, store: Store, keyring: Keyring, adapters: AdapterRegistry,
+                 policy: PolicyHolder, partners: Mapping[str, PartnerRuntime], metrics: Metrics,
+                 notify: Callable[[str], None], clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._keyring = keyring
+        self._adapters = adapters
+        self._policy = policy
+        self._partners = partners
+        self._metrics = metrics
+        self._notify = notify
+        self._clock = clock
+
+    async def ingest(self, source: str, content_type: str, body: bytes,
+                     idempotency_key: str | None) -> Accepted:
+        adapter = self._adapters.for_content_type(content_type)
+        if adapter is None:
+            supported = ", ".join(sorted(self._adapters.by_content_type))
+            raise UnsupportedMediaType(
+                [Violation("/", "content-type", f"unsupported Content-Type; send one of: {supported}")])
+        policy = self._policy.current
+        message = adapter.parse(body, policy.dictionary)
+        if message.envelope.source and message.envelope.source != source:
+            raise Forbidden("envelope.source names another partner than the authenticated one")
+        unknown = unknown_named_recipients(message, policy)
+        if unknown:
+            idx = [i for i, r in enumerate(message.envelope.recipients) if r in unknown]
+            raise UnknownRecipient([Violation(f"/envelope/recipients/{i}", "known-partner",
+                                              "not a partner of this gateway") for i in idx],
+                                   adapter=adapter.name)
+
+        received = self._clock()
+        now = datetime.fromtimestamp(received, UTC)
+        message_id = new_id("msg")
+        message = message.with_envelope(message_id=message_id, source=source,
+                                        received_at=now.isoformat(timespec="milliseconds"))
+        subjects = self._subjects(message)
+        body_sha256 = hashlib.sha256(content_type.split(";")[0].strip().lower().encode() + b"\n" + body).hexdigest()
+
+        decisions: list[DecisionRecord] = []
+        deliveries: list[DeliveryRecord] = []
+        audit: list[AuditEvent] = []
+        candidate_list = candidates(message, policy)
+        audit.append(AuditEvent("message.received", {
+            "event_type": message.envelope.event_type, "purpose": message.envelope.purpose,
+            "adapter": adapter.name, "body_sha256": body_sha256, "subjects": list(subjects),
+            "candidates": list(candidate_list), "categories": sorted(message.categories()),
+            "risk_of_significant_harm": message.envelope.flags.risk_of_significant_harm,
+        }, message_id, source))
+        for recipient in candidate_list:
+            decision = decide(message, recipient, policy, now)
+            decision_id = new_id("dec")
+            decisions.append(DecisionRecord(decision_id, message_id, recipient, decision.effect.value,
+                                            decision.rule, decision.agreement_id,
+                                            tuple(sorted(decision.released)), decision.policy_version))
+            event_data: dict[str, object] = {"decision_id": decision_id, **decision.as_dict()}
+            if decision.permitted:
+                delivery = self._delivery(message, decision, decision_id, subjects)
+                deliveries.append(delivery)
+                event_data["delivery_id"] = delivery.delivery_id
+            audit.append(AuditEvent("decision.made", event_data, message_id, recipient))
+            self._metrics.decisions.labels(decision.effect.value, decision.rule).inc()
+
+        inbound = InboundRecord(
+            message_id=message_id, source=source, event_type=message.envelope.event_type,
+            purpose=message.envelope.purpose, received_at=received, body_sha256=body_sha256,
+            canonical=self._keyring.seal(_canonical_bytes(message), message_id), subjects=subjects,
+            idempotency_key=idempotency_key,
+        )
+        try:
+            outcome: AcceptOutcome = await self._store.accept(inbound, decisions, deliveries, audit)
+        except IdempotencyMismatch as exc:
+            raise IdempotencyConflict(
+                f"Idempotency-Key was already used with a different body for message {exc.message_id}; "
+                "use a new key for a new message") from None
+        if outcome.duplicate:
+            self._metrics.duplicates.labels(source).inc()
+            return Accepted(outcome.message_id, True, ())
+        recipients = tuple(dict.fromkeys(d.recipient for d in deliveries))
+        for r in recipients:
+            self._notify(r)
+        self._metrics.received.labels(source, message.envelope.event_type).inc()
+        log.info("message.accepted", message_id=message_id, source=source,
+                 event_type=message.envelope.event_type, candidates=len(candidate_list),
+                 queued=len(deliveries))
+        return Accepted(message_id, False, recipients)
+
+    def _subjects(self, message: Message) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(
+            self._keyring.pseudonym(f"{i.system}:{i.value}") for p in message.children() for i in p.identifiers))
+
+    def _delivery(self, message: Message, decision: Decision, decision_id: str,
+                  subjects: tuple[str, ...]) -> DeliveryRecord:
+        partner = self._partners[decision.recipient]
+        adapter = self._adapters.by_name.get(partner.delivery.format)
+        if adapter is None:  # refused at start-up; kept as a guard for policy reloads
+            raise InvalidInput([Violation("/", "recipient-format", "recipient format unknown")])
+        payload = adapter.render(redact(message, decision))
+        delivery_id = new_id("dlv")
+        # Order is kept per (recipient, child): the first child's first identifier, or the
+        # message itself when it names no child.
+        order_key = f"{decision.recipient}:{subjects[0] if subjects else message.envelope.message_id}"
+        return DeliveryRecord(
+            delivery_id=delivery_id, message_id=message.envelope.message_id, decision_id=decision_id,
+            recipient=decision.recipient, order_key=order_key, media_type=adapter.media_type,
+            payload=self._keyring.seal(payload, delivery_id),
+            max_attempts=partner.delivery.settings.max_attempts,
+        )
+
+
+def _canonical_bytes(message: Message) -> bytes:
+    return json.dumps(message.as_dict(), separators=(",", ":"), ensure_ascii=False).encode()

@@ -1,0 +1,186 @@
+"""The narrow interfaces every backend implements: a ``Store`` for accepted messages,
+decisions, idempotency and the audit log, and a ``Queue`` for per-partner deliveries.
+
+The embedded backend (SQLite) implements both in one file and one transaction. A scale-out
+backend (PostgreSQL + RabbitMQ) implements the same protocols; the pipeline, the delivery
+workers and the HTTP API only ever see these.
+
+Contracts every backend MUST keep:
+
+* ``accept`` is atomic and durable: when it returns, the message, its decisions, its
+  deliveries and its audit events are committed together (or, for a duplicate idempotency
+  key, nothing new is written). A crash after it returns loses nothing.
+* Payloads arrive already ``Sealed``; a backend never sees plaintext.
+* ``lease`` hands out, per recipient, only the oldest undelivered delivery of each
+  ``order_key``: order is kept per (recipient, child).
+* A delivery leaves the queue only by ``complete`` (delivered), ``fail`` reaching the retry
+  budget (dead letter), ``discard`` or ``cancel``, each audited in the same transaction.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.audit import AuditEvent, AuditRecord
+from gateway.crypto import Keyring, Sealed
+
+
+class DeliveryState(enum.StrEnum):
+    READY = "ready"
+    LEASED = "leased"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+    DISCARDED = "discarded"
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRecord:
+    message_id: str
+    source: str
+    event_type: str
+    purpose: str
+    received_at: float
+    body_sha256: str
+    canonical: Sealed
+    subjects: tuple[str, ...]
+    """Keyed pseudonyms of the subjects' identifiers (for per-child reports)."""
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    decision_id: str
+    message_id: str
+    recipient: str
+    effect: str
+    rule: str
+    agreement_id: str | None
+    released: tuple[str, ...]
+    policy_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    delivery_id: str
+    message_id: str
+    decision_id: str
+    recipient: str
+    order_key: str
+    media_type: str
+    payload: Sealed
+    max_attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptOutcome:
+    message_id: str
+    duplicate: bool
+    """True when the idempotency key was seen before with the same body: nothing new stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    delivery_id: str
+    message_id: str
+    recipient: str
+    attempt: int
+    max_attempts: int
+    media_type: str
+    payload: Sealed
+    lease_token: str
+    lease_until: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientStatus:
+    recipient: str
+    effect: str
+    rule: str
+    delivery_id: str | None
+    state: str | None
+    attempts: int
+    delivered_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageStatus:
+    message_id: str
+    source: str
+    event_type: str
+    received_at: float
+    recipients: tuple[RecipientStatus, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    recipient: str
+    ready: int
+    leased: int
+    delivered: int
+    dead: int
+    oldest_ready_age_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    delivery_id: str
+    message_id: str
+    recipient: str
+    attempts: int
+    last_error: str
+    updated_at: float
+
+
+class IdempotencyMismatch(Exception):
+    """Same (source, key) already used with a different body; carries the first message id."""
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__(message_id)
+        self.message_id = message_id
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None:
+        """Raise if the store cannot answer (for /readyz)."""
+
+    async def accept(self, inbound: InboundRecord, decisions: Sequence[DecisionRecord],
+                     deliveries: Sequence[DeliveryRecord], audit: Sequence[AuditEvent]) -> AcceptOutcome:
+        """Atomic, durable accept. Raises ``IdempotencyMismatch``."""
+
+    async def message_status(self, message_id: str) -> MessageStatus | None: ...
+    async def append_audit(self, events: Sequence[AuditEvent]) -> None: ...
+    def audit_records(self) -> AsyncIterator[AuditRecord]: ...
+
+
+class Queue(Protocol):
+    async def lease(self, recipient: str, limit: int, lease_seconds: float) -> list[Lease]: ...
+    async def complete(self, lease: Lease, audit: AuditEvent) -> bool:
+        """Mark delivered. False if the lease was lost (another worker or an expiry)."""
+
+    async def fail(self, lease: Lease, error_code: str, retry_at: float | None,
+                   audit: AuditEvent) -> str:
+        """Record a failed attempt. ``retry_at=None`` or an exhausted budget dead-letters.
+        Returns the new state."""
+
+    async def release_expired_leases(self) -> int: ...
+    async def stats(self) -> list[QueueStats]: ...
+    async def dead_letters(self, recipient: str | None, limit: int) -> list[DeadLetter]: ...
+    async def replay(self, delivery_id: str, reason: str, actor: str) -> bool: ...
+    async def discard(self, delivery_id: str, reason: str, actor: str) -> bool: ...
+    async def ready_recipients(self) -> list[str]:
+        """Recipients with deliveries due now (for worker wake-up after restarts)."""
+
+
+class Backend(Store, Queue, Protocol):
+    """What the gateway runs on: a store and a queue (one object for SQLite)."""
+
+    async def ack(self, recipient: str, delivery_id: str, audit: AuditEvent) -> bool:
+        """A pull partner acknowledges a delivery it fetched."""
+
+    async def rewrap(self, keyring: Keyring) -> int:
+        """Re-seal every payload not under the keyring's active key."""

@@ -1,0 +1,439 @@
+"""The embedded backend: SQLite in WAL mode, one file, zero set-up.
+
+Implements both ``Store`` and ``Queue`` (see ``gateway.store.base`` for the contracts). All
+writes go through one ``GroupCommitWriter`` thread; reads use a second connection on a
+reader thread, which WAL lets run beside the writer.
+
+Durability: ``synchronous=FULL`` by default. In WAL mode NORMAL already survives a process
+crash (``kill -9``), but can lose the last commits on power loss or an OS crash; an
+accepted safeguarding message must survive both, and group commit makes FULL affordable.
+
+Other processes (the CLI replaying a dead letter while the gateway runs) may write too:
+every transaction starts with ``BEGIN IMMEDIATE`` and reads the audit chain's head inside
+it, so the chain stays linear with several writers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway.audit import GENESIS, AuditEvent, AuditRecord, canonical_json, chain_hash
+from gateway.crypto import Keyring, Sealed
+from gateway.store.base import (
+    AcceptOutcome,
+    DeadLetter,
+    DecisionRecord,
+    DeliveryRecord,
+    DeliveryState,
+    IdempotencyMismatch,
+    InboundRecord,
+    Lease,
+    MessageStatus,
+    QueueStats,
+    RecipientStatus,
+)
+from gateway.store.writer import GroupCommitWriter, connect
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    body_sha256 TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    subjects TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    source TEXT NOT NULL,
+    key TEXT NOT NULL,
+    body_sha256 TEXT NOT NULL,
+    message_id TEXT NOT NULL REFERENCES messages(id),
+    PRIMARY KEY (source, key)
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    id TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL REFERENCES messages(id),
+    recipient TEXT NOT NULL,
+    effect TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    agreement_id TEXT,
+    released TEXT NOT NULL,
+    policy_version TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_by_message ON decisions(message_id);
+CREATE TABLE IF NOT EXISTS deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    message_id TEXT NOT NULL REFERENCES messages(id),
+    decision_id TEXT NOT NULL REFERENCES decisions(id),
+    recipient TEXT NOT NULL,
+    order_key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    next_attempt_at REAL NOT NULL,
+    lease_until REAL,
+    lease_token TEXT,
+    media_type TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    last_error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    delivered_at REAL
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(recipient, state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_open_by_order
+    ON deliveries(order_key, seq) WHERE state IN ('ready', 'leased');
+CREATE INDEX IF NOT EXISTS deliveries_by_message ON deliveries(message_id);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    message_id TEXT,
+    partner TEXT,
+    actor TEXT NOT NULL,
+    data TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_message ON audit(message_id);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+
+_OPEN_STATES = (DeliveryState.READY.value, DeliveryState.LEASED.value)
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
+
+
+def append_audit(conn: sqlite3.Connection, events: Sequence[AuditEvent], at: float | None = None) -> None:
+    """Append events to the chain. MUST run inside the caller's write transaction."""
+    if not events:
+        return
+    row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev = (row[0], row[1]) if row else (0, GENESIS)
+    when = _iso(at if at is not None else _now())
+    rows = []
+    for ev in events:
+        seq += 1
+        data_json = canonical_json(dict(ev.data))
+        digest = chain_hash(prev, seq, when, ev, data_json)
+        rows.append((seq, when, ev.kind, ev.message_id, ev.partner, ev.actor, data_json, prev, digest))
+        prev = digest
+    conn.executemany("INSERT INTO audit VALUES (?,?,?,?,?,?,?,?,?)", rows)
+
+
+class SqliteBackend:
+    """``Store`` + ``Queue`` on one SQLite file."""
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        if synchronous not in {"FULL", "NORMAL", "EXTRA"}:
+            raise ValueError("synchronous must be FULL, EXTRA or NORMAL")
+        self.path = path
+        self._writer = GroupCommitWriter(path, synchronous=synchronous)
+        self._reader: ThreadPoolExecutor | None = None
+        self._read_conn: sqlite3.Connection | None = None
+        self._synchronous = synchronous
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer.start(lambda conn: conn.executescript(SCHEMA))
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
+        self._read_conn = await self._in_reader(lambda: connect(self.path, self._synchronous))
+
+    async def close(self) -> None:
+        await self._writer.stop()
+        if self._reader is not None:
+            conn = self._read_conn
+            if conn is not None:
+                await self._in_reader(conn.close)
+            self._reader.shutdown(wait=True)
+            self._reader = None
+
+    async def _in_reader(self, fn: Any) -> Any:
+        assert self._reader is not None, "store is not open"
+        return await asyncio.get_running_loop().run_in_executor(self._reader, fn)
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        def run() -> list[tuple[Any, ...]]:
+            assert self._read_conn is not None
+            return self._read_conn.execute(sql, params).fetchall()
+
+        rows: list[tuple[Any, ...]] = await self._in_reader(run)
+        return rows
+
+    async def ping(self) -> None:
+        await self._read("SELECT 1")
+        await self._writer.run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    @property
+    def commit_stats(self) -> tuple[int, int]:
+        """(batches, operations) committed so far: operations per batch shows group commit."""
+        return self._writer.batches, self._writer.operations
+
+    # -- Store -------------------------------------------------------------------------
+
+    async def accept(self, inbound: InboundRecord, decisions: Sequence[DecisionRecord],
+                     deliveries: Sequence[DeliveryRecord], audit: Sequence[AuditEvent]) -> AcceptOutcome:
+        def op(conn: sqlite3.Connection) -> AcceptOutcome:
+            if inbound.idempotency_key is not None:
+                row = conn.execute(
+                    "SELECT body_sha256, message_id FROM idempotency WHERE source=? AND key=?",
+                    (inbound.source, inbound.idempotency_key),
+                ).fetchone()
+                if row is not None:
+                    if row[0] != inbound.body_sha256:
+                        raise IdempotencyMismatch(row[1])
+                    return AcceptOutcome(row[1], duplicate=True)
+            now = _now()
+            conn.execute(
+                "INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?)",
+                (inbound.message_id, inbound.source, inbound.event_type, inbound.purpose,
+                 inbound.received_at, inbound.body_sha256, inbound.canonical.key_id,
+                 inbound.canonical.blob, json.dumps(list(inbound.subjects))),
+            )
+            if inbound.idempotency_key is not None:
+                conn.execute("INSERT INTO idempotency VALUES (?,?,?,?)",
+                             (inbound.source, inbound.idempotency_key, inbound.body_sha256,
+                              inbound.message_id))
+            conn.executemany(
+                "INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?)",
+                [(d.decision_id, d.message_id, d.recipient, d.effect, d.rule, d.agreement_id,
+                  json.dumps(list(d.released)), d.policy_version) for d in decisions],
+            )
+            conn.executemany(
+                "INSERT INTO deliveries (id, message_id, decision_id, recipient, order_key, state,"
+                " max_attempts, next_attempt_at, media_type, key_id, payload, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(d.delivery_id, d.message_id, d.decision_id, d.recipient, d.order_key,
+                  DeliveryState.READY.value, d.max_attempts, now, d.media_type, d.payload.key_id,
+                  d.payload.blob, now, now) for d in deliveries],
+            )
+            append_audit(conn, audit, now)
+            return AcceptOutcome(inbound.message_id, duplicate=False)
+
+        return await self._writer.run(op)
+
+    async def load_canonical(self, message_id: str) -> Sealed | None:
+        rows = await self._read("SELECT key_id, payload FROM messages WHERE id=?", (message_id,))
+        return Sealed(rows[0][0], rows[0][1]) if rows else None
+
+    async def message_status(self, message_id: str) -> MessageStatus | None:
+        msg = await self._read("SELECT id, source, event_type, received_at FROM messages WHERE id=?",
+                               (message_id,))
+        if not msg:
+            return None
+        rows = await self._read(
+            "SELECT d.recipient, d.effect, d.rule, q.id, q.state, q.attempts, q.delivered_at"
+            " FROM decisions d LEFT JOIN deliveries q ON q.decision_id = d.id"
+            " WHERE d.message_id=? ORDER BY d.rowid", (message_id,))
+        return MessageStatus(
+            message_id=msg[0][0], source=msg[0][1], event_type=msg[0][2], received_at=msg[0][3],
+            recipients=tuple(RecipientStatus(r[0], r[1], r[2], r[3], r[4], r[5] or 0, r[6]) for r in rows),
+        )
+
+    async def append_audit(self, events: Sequence[AuditEvent]) -> None:
+        await self._writer.run(lambda conn: append_audit(conn, events))
+
+    async def audit_records(self, batch: int = 1000) -> AsyncIterator[AuditRecord]:  # type: ignore[override]
+        after = 0
+        while True:
+            rows = await self._read(
+                "SELECT seq, at, kind, message_id, partner, actor, data, prev_hash, hash FROM audit"
+                " WHERE seq > ? ORDER BY seq LIMIT ?", (after, batch))
+            if not rows:
+                return
+            for r in rows:
+                yield AuditRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8])
+            after = rows[-1][0]
+
+    # -- Queue -------------------------------------------------------------------------
+
+    async def lease(self, recipient: str, limit: int, lease_seconds: float) -> list[Lease]:
+        def op(conn: sqlite3.Connection) -> list[Lease]:
+            now = _now()
+            until = now + lease_seconds
+            token = secrets.token_hex(8)
+            rows = conn.execute(
+                """
+                UPDATE deliveries SET state='leased', lease_until=:until, lease_token=:token,
+                       attempts=attempts+1, updated_at=:now
+                WHERE seq IN (
+                    SELECT d.seq FROM deliveries d
+                    WHERE d.recipient=:r
+                      AND ((d.state='ready' AND d.next_attempt_at<=:now)
+                           OR (d.state='leased' AND d.lease_until<:now))
+                      AND NOT EXISTS (
+                          SELECT 1 FROM deliveries e
+                          WHERE e.order_key=d.order_key AND e.seq<d.seq
+                            AND e.state IN ('ready','leased'))
+                    ORDER BY d.seq LIMIT :n)
+                RETURNING seq, id, message_id, attempts, max_attempts, media_type, key_id, payload
+                """,
+                {"until": until, "token": token, "now": now, "r": recipient, "n": limit},
+            ).fetchall()
+            rows.sort(key=lambda r: r[0])
+            return [Lease(r[1], r[2], recipient, r[3], r[4], r[5], Sealed(r[6], r[7]), token, until)
+                    for r in rows]
+
+        return await self._writer.run(op)
+
+    async def complete(self, lease: Lease, audit: AuditEvent) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            now = _now()
+            cur = conn.execute(
+                "UPDATE deliveries SET state='delivered', delivered_at=?, updated_at=?, lease_token=NULL"
+                " WHERE id=? AND state='leased' AND lease_token=?",
+                (now, now, lease.delivery_id, lease.lease_token))
+            if cur.rowcount != 1:
+                return False
+            append_audit(conn, [audit], now)
+            return True
+
+        return await self._writer.run(op)
+
+    async def ack(self, recipient: str, delivery_id: str, audit: AuditEvent) -> bool:
+        """A pull partner acknowledges a delivery it fetched (any lease of its own)."""
+
+        def op(conn: sqlite3.Connection) -> bool:
+            now = _now()
+            cur = conn.execute(
+                "UPDATE deliveries SET state='delivered', delivered_at=?, updated_at=?, lease_token=NULL"
+                " WHERE id=? AND recipient=? AND state='leased'", (now, now, delivery_id, recipient))
+            if cur.rowcount != 1:
+                return False
+            append_audit(conn, [audit], now)
+            return True
+
+        return await self._writer.run(op)
+
+    async def fail(self, lease: Lease, error_code: str, retry_at: float | None,
+                   audit: AuditEvent) -> str:
+        def op(conn: sqlite3.Connection) -> str:
+            now = _now()
+            dead = retry_at is None or lease.attempt >= lease.max_attempts
+            state = DeliveryState.DEAD if dead else DeliveryState.READY
+            cur = conn.execute(
+                "UPDATE deliveries SET state=?, next_attempt_at=?, last_error=?, updated_at=?,"
+                " lease_token=NULL, lease_until=NULL WHERE id=? AND state='leased' AND lease_token=?",
+                (state.value, retry_at if retry_at is not None else now, error_code, now,
+                 lease.delivery_id, lease.lease_token))
+            if cur.rowcount != 1:
+                return "lease-lost"
+            events = [audit]
+            if dead:
+                events.append(AuditEvent("delivery.dead_lettered", {
+                    "delivery_id": lease.delivery_id, "attempts": lease.attempt, "last_error": error_code,
+                }, lease.message_id, lease.recipient))
+            append_audit(conn, events, now)
+            return state.value
+
+        return await self._writer.run(op)
+
+    async def release_expired_leases(self) -> int:
+        """At start-up of the single embedded instance: leases held by a dead process return
+        to the queue at once instead of waiting for expiry."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "UPDATE deliveries SET state='ready', lease_token=NULL, lease_until=NULL"
+                " WHERE state='leased'").rowcount
+
+        return await self._writer.run(op)
+
+    async def stats(self) -> list[QueueStats]:
+        now = _now()
+        rows = await self._read(
+            "SELECT recipient,"
+            " SUM(state='ready'), SUM(state='leased'), SUM(state='delivered'), SUM(state='dead'),"
+            " MIN(CASE WHEN state IN ('ready','leased') THEN created_at END)"
+            " FROM deliveries GROUP BY recipient ORDER BY recipient")
+        return [QueueStats(r[0], r[1] or 0, r[2] or 0, r[3] or 0, r[4] or 0,
+                           max(0.0, now - r[5]) if r[5] is not None else 0.0) for r in rows]
+
+    async def dead_letters(self, recipient: str | None, limit: int) -> list[DeadLetter]:
+        sql = ("SELECT id, message_id, recipient, attempts, last_error, updated_at FROM deliveries"
+               " WHERE state='dead'")
+        params: list[Any] = []
+        if recipient is not None:
+            sql += " AND recipient=?"
+            params.append(recipient)
+        sql += " ORDER BY seq LIMIT ?"
+        params.append(limit)
+        return [DeadLetter(*r) for r in await self._read(sql, params)]
+
+    async def _resolve_dead(self, delivery_id: str, new_state: DeliveryState, kind: str,
+                            reason: str, actor: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            now = _now()
+            row = conn.execute("SELECT message_id, recipient, attempts, last_error FROM deliveries"
+                               " WHERE id=? AND state='dead'", (delivery_id,)).fetchone()
+            if row is None:
+                return False
+            reset = ", attempts=0" if new_state is DeliveryState.READY else ""
+            conn.execute(f"UPDATE deliveries SET state=?, next_attempt_at=?, updated_at=?{reset}"  # noqa: S608 - fixed fragment
+                         " WHERE id=?", (new_state.value, now, now, delivery_id))
+            append_audit(conn, [AuditEvent(kind, {
+                "delivery_id": delivery_id, "reason": reason, "previous_attempts": row[2],
+                "last_error": row[3]}, row[0], row[1], actor)], now)
+            return True
+
+        return await self._writer.run(op)
+
+    async def replay(self, delivery_id: str, reason: str, actor: str) -> bool:
+        """Dead letter -> queue again, same delivery id and message id (recipients de-duplicate)."""
+        return await self._resolve_dead(delivery_id, DeliveryState.READY, "delivery.replayed", reason, actor)
+
+    async def discard(self, delivery_id: str, reason: str, actor: str) -> bool:
+        return await self._resolve_dead(delivery_id, DeliveryState.DISCARDED, "delivery.discarded", reason, actor)
+
+    async def ready_recipients(self) -> list[str]:
+        rows = await self._read("SELECT DISTINCT recipient FROM deliveries WHERE state IN ('ready','leased')")
+        return [r[0] for r in rows]
+
+    async def rewrap(self, keyring: Keyring, batch: int = 500) -> int:
+        """Re-seal every payload not under the active key. Returns how many were re-sealed."""
+        total = 0
+        for table in ("messages", "deliveries"):
+            while True:
+                def op(conn: sqlite3.Connection, table: str = table) -> int:
+                    rows = conn.execute(
+                        f"SELECT id, key_id, payload FROM {table} WHERE key_id != ? LIMIT ?",  # noqa: S608 - table from a fixed tuple
+                        (keyring.active, batch)).fetchall()
+                    for rid, kid, blob in rows:
+                        plain = keyring.open(Sealed(kid, blob), rid)
+                        sealed = keyring.seal(plain, rid)
+                        conn.execute(f"UPDATE {table} SET key_id=?, payload=? WHERE id=?",  # noqa: S608
+                                     (sealed.key_id, sealed.blob, rid))
+                    return len(rows)
+
+                n = await self._writer.run(op)
+                total += n
+                if n == 0:
+                    break
+        return total
