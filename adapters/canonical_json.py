@@ -14,16 +14,17 @@ MEDIA_TYPE = "application/vnd.gateway.message+json"
 
 
 class CanonicalJsonAdapter:
-    name = NAME
-    content_types = (MEDIA_TYPE, "application/json")
-    media_type = MEDIA_TYPE
+    name: str = NAME
+    content_types: tuple[str, ...] = (MEDIA_TYPE, "application/json")
+    media_type: str = MEDIA_TYPE
 
     def parse(self, body: bytes, dictionary: DataDictionary) -> Message:
         try:
             document: Any = json.loads(body)
         except UnicodeDecodeError:
-            raise InvalidInput([Violation("/", "utf-8", "the body must be UTF-8 encoded JSON")],
-                               adapter=NAME) from None
+            raise InvalidInput(
+                [Violation("/", "utf-8", "the body must be UTF-8 encoded JSON")], adapter=NAME
+            ) from None
         except json.JSONDecodeError as exc:
             # Position only: the exception's own text can quote the sender's bytes.
             raise InvalidInput(
@@ -37,5 +38,6 @@ class CanonicalJsonAdapter:
 
     def render(self, message: Message) -> bytes:
         # Recipients never learn whom else the sender named.
-        return json.dumps(message.as_dict(include_recipients=False), separators=(",", ":"),
-                          ensure_ascii=False).encode()
+        return json.dumps(
+            message.as_dict(include_recipients=False), separators=(",", ":"), ensure_ascii=False
+        ).encode()

@@ -80,19 +80,33 @@ def pointer(path: Any) -> str:
 def _describe(error: ValidationError) -> str:
     """Say what was expected, from the schema side only."""
     rule = str(error.validator)
-    expected = error.validator_value
+    expected: Any = error.validator_value
+    schema: Any = error.schema
     if rule == "required":
         present = error.instance if isinstance(error.instance, Mapping) else {}
         missing = [k for k in expected if k not in present]
         return f"required property missing: {', '.join(missing)}"
     if rule == "additionalProperties":
         present = error.instance if isinstance(error.instance, Mapping) else {}
-        known = set(error.schema.get("properties", {}))
+        known = set(schema.get("properties", {}))
         extra = sorted(k for k in present if k not in known)
         # Property *names* come from the sender but are structure, not personal data; cap them.
         return f"unknown properties: {', '.join(x[:40] for x in extra[:5])}"
-    if rule in {"type", "enum", "const", "format", "pattern", "minLength", "maxLength",
-                "minItems", "maxItems", "maxProperties", "minimum", "maximum", "uniqueItems"}:
+    if rule in {
+        "type",
+        "enum",
+        "const",
+        "format",
+        "pattern",
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+        "maxProperties",
+        "minimum",
+        "maximum",
+        "uniqueItems",
+    }:
         return f"must satisfy {rule}={expected!r}" if rule != "uniqueItems" else "items must be unique"
     if rule == "oneOf":
         return "must be a string, number, boolean, null, a list of those, or a flat object"
@@ -120,11 +134,13 @@ def canonical_violations(document: Any, dictionary: DataDictionary) -> list[Viol
 def _semantic_violations(doc: Mapping[str, Any], dictionary: DataDictionary) -> Iterator[Violation]:
     env = doc["envelope"]
     if env["event_type"] not in dictionary.event_types:
-        yield Violation("/envelope/event_type", "known-event-type",
-                        "not in the event catalogue (schemas/event-catalogue.json)")
+        yield Violation(
+            "/envelope/event_type",
+            "known-event-type",
+            "not in the event catalogue (schemas/event-catalogue.json)",
+        )
     if env["purpose"] not in dictionary.purposes:
-        yield Violation("/envelope/purpose", "known-purpose",
-                        "not a purpose in the data dictionary")
+        yield Violation("/envelope/purpose", "known-purpose", "not a purpose in the data dictionary")
     for key in ("message_id", "received_at"):
         if key in env:
             yield Violation(f"/envelope/{key}", "set-by-gateway", "the gateway assigns this field; omit it")
@@ -152,13 +168,19 @@ def _semantic_violations(doc: Mapping[str, Any], dictionary: DataDictionary) -> 
                 yield Violation(f"{base}/about/{j}", "known-person-ref", "no person in 'people' has this ref")
         for j, label in enumerate(item.get("labels", ())):
             if label not in dictionary.sensitivity_labels:
-                yield Violation(f"{base}/labels/{j}", "known-label", "not a sensitivity label in the data dictionary")
+                yield Violation(
+                    f"{base}/labels/{j}", "known-label", "not a sensitivity label in the data dictionary"
+                )
 
 
-def _identifier_violations(path: str, ident: Mapping[str, str], dictionary: DataDictionary) -> Iterator[Violation]:
+def _identifier_violations(
+    path: str, ident: Mapping[str, str], dictionary: DataDictionary
+) -> Iterator[Violation]:
     system, value = ident["system"], ident["value"]
     if system not in dictionary.identifier_systems:
-        yield Violation(f"{path}/system", "known-identifier-system", "not an identifier system in the data dictionary")
+        yield Violation(
+            f"{path}/system", "known-identifier-system", "not an identifier system in the data dictionary"
+        )
         return
     checker = {"nhs-number": nhs, "upn": upn}.get(system)
     if checker is None:

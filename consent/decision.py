@@ -90,34 +90,44 @@ def decide(message: Message, recipient: str, policy: PolicySnapshot, now: dateti
 
     def deny(rule: str, why: str) -> Decision:
         return Decision(
-            recipient=recipient, effect=Effect.DENY, rule=rule, released=frozenset(),
+            recipient=recipient,
+            effect=Effect.DENY,
+            rule=rule,
+            released=frozenset(),
             withheld=tuple(Withheld(c, why) for c in sorted(carried)),
-            policy_version=policy.version, explanation=f"Not shared with {recipient}: {why}.",
+            policy_version=policy.version,
+            explanation=f"Not shared with {recipient}: {why}.",
         )
 
     if recipient not in policy.partners:
         return deny("unknown-recipient", "the recipient is not a partner in the policy")
     grants = policy.grants.get((env.source, recipient, env.event_type, env.purpose), ())
     if not grants:
-        return deny("no-agreement", f"no sharing agreement lets {env.source} share "
-                    f"{env.event_type} with {recipient} for the purpose {env.purpose}")
+        return deny(
+            "no-agreement",
+            f"no sharing agreement lets {env.source} share "
+            f"{env.event_type} with {recipient} for the purpose {env.purpose}",
+        )
     today = now.date()
     in_force = [g for g in grants if g.agreement.in_force(today)]
     if not in_force:
         ids = ", ".join(sorted({g.agreement.id for g in grants}))
-        return deny("agreement-not-in-force", f"the agreement(s) {ids} are not in force on {today.isoformat()}")
+        return deny(
+            "agreement-not-in-force", f"the agreement(s) {ids} are not in force on {today.isoformat()}"
+        )
     # Several in-force agreements for one key: the first by id is used, deterministically;
     # `gateway policy check` reports such overlaps so IG leads can resolve them.
     grant = in_force[0]
     return _permit(message, recipient, grant, policy, carried)
 
 
-def _permit(message: Message, recipient: str, grant: Grant, policy: PolicySnapshot,
-            carried: frozenset[str]) -> Decision:
+def _permit(
+    message: Message, recipient: str, grant: Grant, policy: PolicySnapshot, carried: frozenset[str]
+) -> Decision:
     flow, agreement = grant.flow, grant.agreement
     withheld: list[Withheld] = []
     for category in sorted(carried - flow.categories):
-        reason = (f"not named in agreement {agreement.id} for purpose {message.envelope.purpose}")
+        reason = f"not named in agreement {agreement.id} for purpose {message.envelope.purpose}"
         if category in policy.dictionary.sensitive_categories:
             reason = f"sensitive category; {reason}"
         withheld.append(Withheld(category, reason))
@@ -126,12 +136,26 @@ def _permit(message: Message, recipient: str, grant: Grant, policy: PolicySnapsh
     for person in message.people:
         if person.role not in flow.person_roles:
             for category in sorted(person.categories() & flow.categories):
-                withheld.append(Withheld(category, f"role {person.role} is not released by agreement "
-                                         f"{agreement.id}", person.ref))
-        elif (person.has_confidential_address and person.addresses
-              and IDENTITY_ADDRESS in flow.categories and not flow.confidential_address_needed):
-            withheld.append(Withheld(IDENTITY_ADDRESS, "confidential-address marker; agreement "
-                                     f"{agreement.id} names no need for it", person.ref))
+                withheld.append(
+                    Withheld(
+                        category,
+                        f"role {person.role} is not released by agreement {agreement.id}",
+                        person.ref,
+                    )
+                )
+        elif (
+            person.has_confidential_address
+            and person.addresses
+            and IDENTITY_ADDRESS in flow.categories
+            and not flow.confidential_address_needed
+        ):
+            withheld.append(
+                Withheld(
+                    IDENTITY_ADDRESS,
+                    f"confidential-address marker; agreement {agreement.id} names no need for it",
+                    person.ref,
+                )
+            )
 
     kept_refs = {p.ref for p in kept_people}
     released_items: set[str] = set()
@@ -141,8 +165,13 @@ def _permit(message: Message, recipient: str, grant: Grant, policy: PolicySnapsh
         if not item.about or kept_refs.intersection(item.about):
             released_items.add(item.category)
         else:
-            withheld.append(Withheld(item.category, f"an item of type {item.type} is only about "
-                                     f"people whose role agreement {agreement.id} does not release"))
+            withheld.append(
+                Withheld(
+                    item.category,
+                    f"an item of type {item.type} is only about "
+                    f"people whose role agreement {agreement.id} does not release",
+                )
+            )
     released_people: set[str] = set()
     for p in kept_people:
         cats = p.categories() & flow.categories
@@ -152,11 +181,18 @@ def _permit(message: Message, recipient: str, grant: Grant, policy: PolicySnapsh
     released = frozenset(released_items | released_people)
     if not released:
         return Decision(
-            recipient=recipient, effect=Effect.DENY, rule="nothing-to-share", released=frozenset(),
-            withheld=tuple(withheld), policy_version=policy.version, agreement_id=agreement.id,
+            recipient=recipient,
+            effect=Effect.DENY,
+            rule="nothing-to-share",
+            released=frozenset(),
+            withheld=tuple(withheld),
+            policy_version=policy.version,
+            agreement_id=agreement.id,
             lawful_basis=agreement.lawful_basis,
-            explanation=(f"Nothing sent to {recipient}: agreement {agreement.id} allows none of "
-                         "the information this message carries."),
+            explanation=(
+                f"Nothing sent to {recipient}: agreement {agreement.id} allows none of "
+                "the information this message carries."
+            ),
         )
     person_part = ", ".join(sorted(flow.person_roles))
     explanation = (
@@ -166,14 +202,25 @@ def _permit(message: Message, recipient: str, grant: Grant, policy: PolicySnapsh
         f"{', '.join(sorted(released))}; details of: {person_part}."
     )
     if withheld:
-        explanation += " Withheld: " + "; ".join(
-            f"{w.category}{' of ' + w.person_ref if w.person_ref else ''} ({w.reason})" for w in withheld
-        ) + "."
+        explanation += (
+            " Withheld: "
+            + "; ".join(
+                f"{w.category}{' of ' + w.person_ref if w.person_ref else ''} ({w.reason})" for w in withheld
+            )
+            + "."
+        )
     return Decision(
-        recipient=recipient, effect=Effect.PERMIT, rule="permit", released=released,
-        withheld=tuple(withheld), policy_version=policy.version, agreement_id=agreement.id,
-        lawful_basis=agreement.lawful_basis, person_roles=flow.person_roles,
-        confidential_address_needed=flow.confidential_address_needed, explanation=explanation,
+        recipient=recipient,
+        effect=Effect.PERMIT,
+        rule="permit",
+        released=released,
+        withheld=tuple(withheld),
+        policy_version=policy.version,
+        agreement_id=agreement.id,
+        lawful_basis=agreement.lawful_basis,
+        person_roles=flow.person_roles,
+        confidential_address_needed=flow.confidential_address_needed,
+        explanation=explanation,
     )
 
 

@@ -164,8 +164,9 @@ def compile_policy(documents: Mapping[str, Any], dictionary: DataDictionary) -> 
                             grants[(s, r, e, p)].append(Grant(agreement, flow))
     routes: dict[str, list[Route]] = defaultdict(list)
     for r in documents["routes.yaml"]["routes"]:
-        route = Route(frozenset(r["event_types"]), frozenset(r["from"]) if "from" in r else None,
-                      tuple(r["to"]))
+        route = Route(
+            frozenset(r["event_types"]), frozenset(r["from"]) if "from" in r else None, tuple(r["to"])
+        )
         for e in route.event_types:
             routes[e].append(route)
     return PolicySnapshot(
@@ -179,8 +180,9 @@ def compile_policy(documents: Mapping[str, Any], dictionary: DataDictionary) -> 
 
 
 def _partner(p: Mapping[str, Any]) -> Partner:
-    return Partner(p["id"], p["name"], p["sector"], frozenset(p.get("roles", ())),
-                   dict(p.get("identifiers", {})))
+    return Partner(
+        p["id"], p["name"], p["sector"], frozenset(p.get("roles", ())), dict(p.get("identifiers", {}))
+    )
 
 
 def _agreement(a: Mapping[str, Any]) -> Agreement:
@@ -193,8 +195,9 @@ def _agreement(a: Mapping[str, Any]) -> Agreement:
         valid_until=date.fromisoformat(a["valid_until"]),
         review_date=date.fromisoformat(a["review_date"]) if "review_date" in a else None,
         dpia_reference=a.get("dpia_reference"),
-        lawful_basis=LawfulBasis(lb["article6"], lb.get("article9"), lb.get("dpa_schedule1"),
-                                 tuple(lb.get("legislation", ()))),
+        lawful_basis=LawfulBasis(
+            lb["article6"], lb.get("article9"), lb.get("dpa_schedule1"), tuple(lb.get("legislation", ()))
+        ),
         consent_required=bool(a.get("consent_required", False)),
         share_without_consent_on_risk=bool(a.get("share_without_consent_on_risk", False)),
         flows=tuple(
@@ -222,9 +225,12 @@ def _duplicate_ids(file: str, key: str, rows: list[Mapping[str, Any]]) -> list[t
     return out
 
 
-def _reference_problems(documents: Mapping[str, Any], partners: Mapping[str, Partner],
-                        dictionary: DataDictionary) -> Iterator[tuple[str, Violation]]:
-    def check(file: str, path: str, values: list[str], known: Any, rule: str, what: str) -> Iterator[tuple[str, Violation]]:
+def _reference_problems(
+    documents: Mapping[str, Any], partners: Mapping[str, Partner], dictionary: DataDictionary
+) -> Iterator[tuple[str, Violation]]:
+    def check(
+        file: str, path: str, values: list[str], known: Any, rule: str, what: str
+    ) -> Iterator[tuple[str, Violation]]:
         for i, v in enumerate(values):
             if v not in known:
                 yield file, Violation(f"{path}/{i}", rule, f"{v!r} is not a known {what}")
@@ -237,12 +243,49 @@ def _reference_problems(documents: Mapping[str, Any], partners: Mapping[str, Par
             fb = f"{base}/flows/{f_i}"
             yield from check("agreements.yaml", f"{fb}/from", f["from"], partners, "known-partner", "partner")
             yield from check("agreements.yaml", f"{fb}/to", f["to"], partners, "known-partner", "partner")
-            yield from check("agreements.yaml", f"{fb}/event_types", f["event_types"], dictionary.event_types, "known-event-type", "event type")
-            yield from check("agreements.yaml", f"{fb}/purposes", f["purposes"], dictionary.purposes, "known-purpose", "purpose")
-            yield from check("agreements.yaml", f"{fb}/categories", f["categories"], dictionary.categories, "known-category", "category")
-            yield from check("agreements.yaml", f"{fb}/person_roles", f.get("person_roles", []), dictionary.person_roles, "known-role", "person role")
+            yield from check(
+                "agreements.yaml",
+                f"{fb}/event_types",
+                f["event_types"],
+                dictionary.event_types,
+                "known-event-type",
+                "event type",
+            )
+            yield from check(
+                "agreements.yaml",
+                f"{fb}/purposes",
+                f["purposes"],
+                dictionary.purposes,
+                "known-purpose",
+                "purpose",
+            )
+            yield from check(
+                "agreements.yaml",
+                f"{fb}/categories",
+                f["categories"],
+                dictionary.categories,
+                "known-category",
+                "category",
+            )
+            yield from check(
+                "agreements.yaml",
+                f"{fb}/person_roles",
+                f.get("person_roles", []),
+                dictionary.person_roles,
+                "known-role",
+                "person role",
+            )
     for r_i, r in enumerate(documents["routes.yaml"]["routes"]):
         base = f"/routes/{r_i}"
-        yield from check("routes.yaml", f"{base}/event_types", r["event_types"], dictionary.event_types, "known-event-type", "event type")
-        yield from check("routes.yaml", f"{base}/from", r.get("from", []), partners, "known-partner", "partner")
+        yield from check(
+            "routes.yaml",
+            f"{base}/event_types",
+            r["event_types"],
+            dictionary.event_types,
+            "known-event-type",
+            "event type",
+        )
+        yield from check(
+            "routes.yaml", f"{base}/from", r.get("from", []), partners, "known-partner", "partner"
+        )
         yield from check("routes.yaml", f"{base}/to", r["to"], partners, "known-partner", "partner")

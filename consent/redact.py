@@ -39,11 +39,9 @@ def redact(message: Message, decision: Decision) -> Message:
 
 def _redact_person(person: Person, released: frozenset[str], confidential_ok: bool) -> Person:
     show_address = IDENTITY_ADDRESS in released and (confidential_ok or not person.has_confidential_address)
-    if IDENTITY_CORE in released:
-        kept = person
-    else:
-        # Only the local ref and role remain, so items can still say whom they are about.
-        kept = Person(ref=person.ref, role=person.role)
+    # Without identity.core only the local ref and role remain, so items can still say whom
+    # they are about.
+    kept = person if IDENTITY_CORE in released else Person(ref=person.ref, role=person.role)
     return replace(
         kept,
         addresses=person.addresses if show_address else (),

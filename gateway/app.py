@@ -12,6 +12,7 @@ import structlog
 from aiohttp import web
 
 from adapters import default_registry
+from canonical.validate import schema_validator
 from gateway.api import health, messages, ops
 from gateway.api.auth import Authenticator
 from gateway.api.problems import problem_middleware
@@ -46,8 +47,12 @@ def create_app(deployment: Deployment, *, backend: Backend | None = None) -> web
     adapters = default_registry()
     for pid, partner in deployment.partners.items():
         if partner.delivery.format not in adapters.by_name:
-            raise ConfigError(f"partners.yaml: partner {pid} (unknown-format): delivery format "
-                              f"{partner.delivery.format!r} is not one of {sorted(adapters.by_name)}")
+            raise ConfigError(
+                f"partners.yaml: partner {pid} (unknown-format): delivery format "
+                f"{partner.delivery.format!r} is not one of {sorted(adapters.by_name)}"
+            )
+    # Build every validator now: a lazy first load would read files on the event loop.
+    schema_validator("canonical-message.schema.json")
     keyring = open_keyring(deployment)
     store = backend or open_backend(deployment)
     metrics = Metrics()
@@ -57,12 +62,20 @@ def create_app(deployment: Deployment, *, backend: Backend | None = None) -> web
         {h: pid for pid, p in deployment.partners.items() for h in p.token_hashes},
         {o.token_hash: (o.id, o.role) for o in deployment.settings.operators},
     )
-    pipeline = Pipeline(store=store, keyring=keyring, adapters=adapters, policy=policy,
-                        partners=deployment.partners, metrics=metrics, notify=dispatcher.notify)
+    pipeline = Pipeline(
+        store=store,
+        keyring=keyring,
+        adapters=adapters,
+        policy=policy,
+        partners=deployment.partners,
+        metrics=metrics,
+        notify=dispatcher.notify,
+    )
     services = Services(deployment, store, keyring, adapters, policy, metrics, auth, pipeline, dispatcher)
 
-    app = web.Application(middlewares=[problem_middleware],
-                          client_max_size=deployment.settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[problem_middleware], client_max_size=deployment.settings.max_body_bytes
+    )
     app[SERVICES] = services
     app.router.add_post("/v1/messages", messages.post_message)
     app.router.add_get("/v1/messages/{message_id}", messages.get_message)
@@ -84,12 +97,25 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     svc = app[SERVICES]
     await svc.backend.open()
     released = await svc.backend.release_expired_leases()
-    await svc.backend.append_audit([AuditEvent("gateway.started", {
-        "policy_version": svc.policy.current.version, "key_id": svc.keyring.active,
-        "leases_released": released})])
+    await svc.backend.append_audit(
+        [
+            AuditEvent(
+                "gateway.started",
+                {
+                    "policy_version": svc.policy.current.version,
+                    "key_id": svc.keyring.active,
+                    "leases_released": released,
+                },
+            )
+        ]
+    )
     svc.dispatcher.start()
-    log.info("gateway.started", policy_version=svc.policy.current.version, leases_released=released,
-             partners=len(svc.deployment.partners))
+    log.info(
+        "gateway.started",
+        policy_version=svc.policy.current.version,
+        leases_released=released,
+        partners=len(svc.deployment.partners),
+    )
     try:
         yield
     finally:

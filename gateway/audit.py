@@ -47,9 +47,15 @@ class AuditRecord:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "seq": self.seq, "at": self.at, "kind": self.kind, "message_id": self.message_id,
-            "partner": self.partner, "actor": self.actor, "data": dict(self.data),
-            "prev_hash": self.prev_hash, "hash": self.hash,
+            "seq": self.seq,
+            "at": self.at,
+            "kind": self.kind,
+            "message_id": self.message_id,
+            "partner": self.partner,
+            "actor": self.actor,
+            "data": dict(self.data),
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
         }
 
 
@@ -58,10 +64,16 @@ def canonical_json(value: Any) -> str:
 
 
 def chain_hash(prev_hash: str, seq: int, at: str, event: AuditEvent | AuditRecord, data_json: str) -> str:
-    body = canonical_json({
-        "seq": seq, "at": at, "kind": event.kind, "message_id": event.message_id,
-        "partner": event.partner, "actor": event.actor,
-    })
+    body = canonical_json(
+        {
+            "seq": seq,
+            "at": at,
+            "kind": event.kind,
+            "message_id": event.message_id,
+            "partner": event.partner,
+            "actor": event.actor,
+        }
+    )
     return hashlib.sha256(f"{prev_hash}|{body}|{data_json}".encode()).hexdigest()
 
 

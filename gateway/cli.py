@@ -29,13 +29,19 @@ from gateway.store.sqlite import SqliteBackend
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, required=True, metavar="DIR",
-                   help="deployment directory (gateway.yaml, partners.yaml, agreements.yaml, routes.yaml)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="deployment directory (gateway.yaml, partners.yaml, agreements.yaml, routes.yaml)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gateway", description=(
-        "Information-sharing gateway for multi-agency children's services."))
+    parser = argparse.ArgumentParser(
+        prog="gateway", description=("Information-sharing gateway for multi-agency children's services.")
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the gateway (HTTP API and delivery workers)")
@@ -51,15 +57,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     receiver = sub.add_parser("demo-receiver", help="run only the demo receiver (prints deliveries)")
     receiver.add_argument("--port", type=int, default=8099)
-    receiver.add_argument("--secret", action="append", default=[], metavar="PARTNER=whsec_...",
-                          help="verify signatures for a partner path (repeatable)")
+    receiver.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="PARTNER=whsec_...",
+        help="verify signatures for a partner path (repeatable)",
+    )
 
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     verify = audit_sub.add_parser("verify", help="verify the hash chain; exit 1 on any break")
     _config_arg(verify)
-    verify.add_argument("--expect-head", metavar="HASH",
-                        help="a head hash recorded earlier: fail if it is no longer in the chain")
+    verify.add_argument(
+        "--expect-head",
+        metavar="HASH",
+        help="a head hash recorded earlier: fail if it is no longer in the chain",
+    )
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
 
     dl = sub.add_parser("dead-letters", help="list, replay or discard dead letters")
@@ -67,8 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     dl_list = dl_sub.add_parser("list", help="list dead letters (metadata only)")
     _config_arg(dl_list)
     dl_list.add_argument("--partner")
-    for name, text in (("replay", "queue a dead letter again (same ids)"),
-                       ("discard", "drop a dead letter for good")):
+    for name, text in (
+        ("replay", "queue a dead letter again (same ids)"),
+        ("discard", "drop a dead letter for good"),
+    ):
         p = dl_sub.add_parser(name, help=text)
         _config_arg(p)
         p.add_argument("delivery_id")
@@ -91,8 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(getattr(args, "log_level", "warning") if args.command == "serve" else "warning")
     try:
         handler: Callable[[argparse.Namespace], int] = {
-            "serve": _serve, "demo": _demo, "demo-receiver": _demo_receiver, "audit": _audit,
-            "dead-letters": _dead_letters, "keys": _keys,
+            "serve": _serve,
+            "demo": _demo,
+            "demo-receiver": _demo_receiver,
+            "audit": _audit,
+            "dead-letters": _dead_letters,
+            "keys": _keys,
         }[args.command]
         return handler(args)
     except ConfigError as exc:
@@ -152,8 +172,16 @@ def _audit(args: argparse.Namespace) -> int:
         records: list[AuditRecord] = [r async for r in backend.audit_records()]
         result = verify_chain(records, args.expect_head)
         if args.json:
-            print(json.dumps({"ok": result.ok, "records": result.records, "head": result.head,
-                              "problems": list(result.problems)}))
+            print(
+                json.dumps(
+                    {
+                        "ok": result.ok,
+                        "records": result.records,
+                        "head": result.head,
+                        "problems": list(result.problems),
+                    }
+                )
+            )
         else:
             for problem in result.problems:
                 print(f"BROKEN  {problem}")
@@ -170,8 +198,10 @@ def _dead_letters(args: argparse.Namespace) -> int:
         if args.dl_command == "list":
             rows = await backend.dead_letters(args.partner, 10_000)
             for d in rows:
-                print(f"{d.delivery_id}  message={d.message_id}  partner={d.recipient}  "
-                      f"attempts={d.attempts}  last_error={d.last_error}")
+                print(
+                    f"{d.delivery_id}  message={d.message_id}  partner={d.recipient}  "
+                    f"attempts={d.attempts}  last_error={d.last_error}"
+                )
             print(f"{len(rows)} dead letter(s)")
             return 0
         action = backend.replay if args.dl_command == "replay" else backend.discard

@@ -139,8 +139,9 @@ def load_policy(config_dir: Path) -> PolicySnapshot:
     try:
         return compile_policy(load_policy_documents(config_dir), default_dictionary())
     except PolicyError as exc:
-        raise ConfigError("\n".join(f"{config_dir / f}: {v.field} ({v.rule}): {v.message}"
-                                    for f, v in exc.problems)) from None
+        raise ConfigError(
+            "\n".join(f"{config_dir / f}: {v.field} ({v.rule}): {v.message}" for f, v in exc.problems)
+        ) from None
 
 
 def load_settings(config_dir: Path) -> Settings:
@@ -184,14 +185,17 @@ def load_deployment(config_dir: Path, *, overrides: Mapping[str, Any] | None = N
         mode = d["mode"]
         secret = secrets.get(p["id"])
         if mode == "webhook" and secret is None:
-            raise ConfigError(f"{config_dir / 'partners.yaml'}: /partners/{i}/delivery (webhook-secret): "
-                              f"no webhook secret for {p['id']} in secrets.yaml or "
-                              f"{_secret_env(p['id'])}")
+            raise ConfigError(
+                f"{config_dir / 'partners.yaml'}: /partners/{i}/delivery (webhook-secret): "
+                f"no webhook secret for {p['id']} in secrets.yaml or "
+                f"{_secret_env(p['id'])}"
+            )
         partners[p["id"]] = PartnerRuntime(
             id=p["id"],
             token_hashes=frozenset(p.get("token_sha256", ())),
-            delivery=PartnerDelivery(mode, d["format"], d.get("url"), secret,
-                                     replace(settings.delivery, **overrides_d)),
+            delivery=PartnerDelivery(
+                mode, d["format"], d.get("url"), secret, replace(settings.delivery, **overrides_d)
+            ),
         )
     return Deployment(settings, policy, partners)
 
@@ -208,7 +212,7 @@ def _load_secrets(config_dir: Path) -> dict[str, Secret]:
     prefix = "GATEWAY_WEBHOOK_SECRET_"
     for key, value in os.environ.items():
         if key.startswith(prefix):
-            out[key[len(prefix):].lower().replace("_", "-")] = Secret(value)
+            out[key[len(prefix) :].lower().replace("_", "-")] = Secret(value)
     return out
 
 
@@ -221,6 +225,7 @@ def with_data_dir(deployment: Deployment, data_dir: Path) -> Deployment:
     """The same deployment with its database and keyring under another folder."""
     s = deployment.settings
     data_dir = data_dir.resolve()
-    settings = replace(s, data_dir=data_dir, db_path=data_dir / s.db_path.name,
-                       keyring_path=data_dir / s.keyring_path.name)
+    settings = replace(
+        s, data_dir=data_dir, db_path=data_dir / s.db_path.name, keyring_path=data_dir / s.keyring_path.name
+    )
     return replace(deployment, settings=settings)

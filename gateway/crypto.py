@@ -18,6 +18,7 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,7 +64,9 @@ class Keyring:
         try:
             aead = self._aead[sealed.key_id]
         except KeyError:
-            raise ConfigError(f"keyring has no key {sealed.key_id!r}; was it removed before rewrap?") from None
+            raise ConfigError(
+                f"keyring has no key {sealed.key_id!r}; was it removed before rewrap?"
+            ) from None
         return aead.decrypt(sealed.blob[:NONCE_BYTES], sealed.blob[NONCE_BYTES:], aad.encode())
 
     def pseudonym(self, value: str) -> str:
@@ -82,8 +85,9 @@ class Keyring:
                 base64.b64decode(doc["pseudonym_key"]),
             )
         except FileNotFoundError:
-            raise ConfigError(f"{path}: keyring file not found; create one with "
-                              "'gateway keys generate --keyring PATH'") from None
+            raise ConfigError(
+                f"{path}: keyring file not found; create one with 'gateway keys generate --keyring PATH'"
+            ) from None
         except (KeyError, ValueError, TypeError) as exc:
             raise ConfigError(f"{path}: not a valid keyring ({type(exc).__name__})") from None
 
@@ -114,7 +118,7 @@ def rotate_keyring(path: Path) -> str:
     return kid
 
 
-def _write_private(path: Path, doc: dict[str, object], *, exclusive: bool) -> None:
+def _write_private(path: Path, doc: Mapping[str, object], *, exclusive: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC

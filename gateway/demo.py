@@ -10,63 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-
 from gateway.app import create_app
 from gateway.config import load_deployment
 from gateway.server import start_site
-
-RECEIVED = web.AppKey("received", dict)
-SECRETS = web.AppKey("secrets", dict)
-MAX_DEMO_BODY = 1024 * 1024
+from gateway.testing import Received, RecordingReceiver
 
 
-def receiver_app(secrets: dict[str, str], *, quiet: bool = False) -> web.Application:
-    """An aiohttp app that accepts ``POST /{partner}`` deliveries and lists them on GET."""
-    app = web.Application(client_max_size=MAX_DEMO_BODY)
-    app[RECEIVED] = {}
-    app[SECRETS] = secrets
-
-    async def receive(request: web.Request) -> web.Response:
-        partner = request.match_info["partner"]
-        body = await request.read()
-        secret = request.app[SECRETS].get(partner)
-        if secret is not None:
-            try:
-                Webhook(secret).verify(body, dict(request.headers), json_parse=False)
-            except WebhookVerificationError:
-                return web.json_response({"error": "bad signature"}, status=401)
-        doc = json.loads(body)
-        request.app[RECEIVED].setdefault(partner, []).append(
-            {"webhook_id": request.headers.get("webhook-id"), "payload": doc})
-        if not quiet:
-            cats = sorted({i["category"] for i in doc.get("items", [])})
-            roles = [p["role"] for p in doc.get("people", [])]
-            print(f"[demo-receiver] {partner} received {doc['envelope'].get('message_id')} "
-                  f"({doc['envelope']['event_type']}): people={roles} items={cats}", flush=True)
-        return web.json_response({"ok": True})
-
-    async def listing(request: web.Request) -> web.Response:
-        return web.json_response(request.app[RECEIVED].get(request.match_info["partner"], []))
-
-    app.router.add_post("/{partner}", receive)
-    app.router.add_get("/{partner}", listing)
-    return app
+def _print_delivery(item: Received) -> None:
+    doc = item.payload or {}
+    cats = sorted({i["category"] for i in doc.get("items", [])})
+    roles = [p["role"] for p in doc.get("people", [])]
+    print(
+        f"[demo-receiver] {item.partner} received {item.webhook_id} "
+        f"({doc.get('envelope', {}).get('event_type')}): people={roles} items={cats}",
+        flush=True,
+    )
 
 
 async def run_receiver(port: int, secrets: dict[str, str]) -> None:
-    runner, bound = await start_site(receiver_app(secrets), "127.0.0.1", port)
-    print(f"demo receiver listening on http://127.0.0.1:{bound}", flush=True)
-    try:
+    async with RecordingReceiver(secrets, port=port, on_receive=_print_delivery) as rx:
+        print(f"demo receiver listening on http://127.0.0.1:{rx.port}", flush=True)
         await _wait_for_signal()
-    finally:
-        await runner.cleanup()
 
 
 async def _wait_for_signal() -> None:
@@ -80,11 +48,15 @@ async def _wait_for_signal() -> None:
 
 def run_demo(config: Path, receiver_port: int) -> int:
     deployment = load_deployment(config)
-    secrets = {pid: p.delivery.secret.reveal() for pid, p in deployment.partners.items()
-               if p.delivery.secret is not None}
+    secrets = {
+        pid: p.delivery.secret.reveal()
+        for pid, p in deployment.partners.items()
+        if p.delivery.secret is not None
+    }
 
     async def main() -> None:
-        receiver, rport = await start_site(receiver_app(secrets), "127.0.0.1", receiver_port)
+        receiver = await RecordingReceiver(secrets, port=receiver_port, on_receive=_print_delivery).start()
+        rport = receiver.port
         s = deployment.settings
         gateway, gport = await start_site(create_app(deployment), s.host, s.port)
         base = f"http://{s.host}:{gport}"
@@ -94,7 +66,7 @@ def run_demo(config: Path, receiver_port: int) -> int:
             await _wait_for_signal()
         finally:
             await gateway.cleanup()
-            await receiver.cleanup()
+            await receiver.stop()
 
     asyncio.run(main())
     return 0

@@ -11,8 +11,12 @@ import structlog
 
 
 def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
-    logging.basicConfig(format="%(message)s", stream=stream or sys.stderr,
-                        level=getattr(logging, level.upper(), logging.INFO), force=True)
+    logging.basicConfig(
+        format="%(message)s",
+        stream=stream or sys.stderr,
+        level=getattr(logging, level.upper(), logging.INFO),
+        force=True,
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -54,9 +54,18 @@ class PolicyHolder:
 
 
 class Pipeline:
-    def __init__(self, *, store: Store, keyring: Keyring, adapters: AdapterRegistry,
-                 policy: PolicyHolder, partners: Mapping[str, PartnerRuntime], metrics: Metrics,
-                 notify: Callable[[str], None], clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        keyring: Keyring,
+        adapters: AdapterRegistry,
+        policy: PolicyHolder,
+        partners: Mapping[str, PartnerRuntime],
+        metrics: Metrics,
+        notify: Callable[[str], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._store = store
         self._keyring = keyring
         self._adapters = adapters
@@ -66,13 +75,15 @@ class Pipeline:
         self._notify = notify
         self._clock = clock
 
-    async def ingest(self, source: str, content_type: str, body: bytes,
-                     idempotency_key: str | None) -> Accepted:
+    async def ingest(
+        self, source: str, content_type: str, body: bytes, idempotency_key: str | None
+    ) -> Accepted:
         adapter = self._adapters.for_content_type(content_type)
         if adapter is None:
             supported = ", ".join(sorted(self._adapters.by_content_type))
             raise UnsupportedMediaType(
-                [Violation("/", "content-type", f"unsupported Content-Type; send one of: {supported}")])
+                [Violation("/", "content-type", f"unsupported Content-Type; send one of: {supported}")]
+            )
         policy = self._policy.current
         message = adapter.parse(body, policy.dictionary)
         if message.envelope.source and message.envelope.source != source:
@@ -80,34 +91,61 @@ class Pipeline:
         unknown = unknown_named_recipients(message, policy)
         if unknown:
             idx = [i for i, r in enumerate(message.envelope.recipients) if r in unknown]
-            raise UnknownRecipient([Violation(f"/envelope/recipients/{i}", "known-partner",
-                                              "not a partner of this gateway") for i in idx],
-                                   adapter=adapter.name)
+            raise UnknownRecipient(
+                [
+                    Violation(f"/envelope/recipients/{i}", "known-partner", "not a partner of this gateway")
+                    for i in idx
+                ],
+                adapter=adapter.name,
+            )
 
         received = self._clock()
         now = datetime.fromtimestamp(received, UTC)
         message_id = new_id("msg")
-        message = message.with_envelope(message_id=message_id, source=source,
-                                        received_at=now.isoformat(timespec="milliseconds"))
+        message = message.with_envelope(
+            message_id=message_id, source=source, received_at=now.isoformat(timespec="milliseconds")
+        )
         subjects = self._subjects(message)
-        body_sha256 = hashlib.sha256(content_type.split(";")[0].strip().lower().encode() + b"\n" + body).hexdigest()
+        body_sha256 = hashlib.sha256(
+            content_type.split(";", maxsplit=1)[0].strip().lower().encode() + b"\n" + body
+        ).hexdigest()
 
         decisions: list[DecisionRecord] = []
         deliveries: list[DeliveryRecord] = []
         audit: list[AuditEvent] = []
         candidate_list = candidates(message, policy)
-        audit.append(AuditEvent("message.received", {
-            "event_type": message.envelope.event_type, "purpose": message.envelope.purpose,
-            "adapter": adapter.name, "body_sha256": body_sha256, "subjects": list(subjects),
-            "candidates": list(candidate_list), "categories": sorted(message.categories()),
-            "risk_of_significant_harm": message.envelope.flags.risk_of_significant_harm,
-        }, message_id, source))
+        audit.append(
+            AuditEvent(
+                "message.received",
+                {
+                    "event_type": message.envelope.event_type,
+                    "purpose": message.envelope.purpose,
+                    "adapter": adapter.name,
+                    "body_sha256": body_sha256,
+                    "subjects": list(subjects),
+                    "candidates": list(candidate_list),
+                    "categories": sorted(message.categories()),
+                    "risk_of_significant_harm": message.envelope.flags.risk_of_significant_harm,
+                },
+                message_id,
+                source,
+            )
+        )
         for recipient in candidate_list:
             decision = decide(message, recipient, policy, now)
             decision_id = new_id("dec")
-            decisions.append(DecisionRecord(decision_id, message_id, recipient, decision.effect.value,
-                                            decision.rule, decision.agreement_id,
-                                            tuple(sorted(decision.released)), decision.policy_version))
+            decisions.append(
+                DecisionRecord(
+                    decision_id,
+                    message_id,
+                    recipient,
+                    decision.effect.value,
+                    decision.rule,
+                    decision.agreement_id,
+                    tuple(sorted(decision.released)),
+                    decision.policy_version,
+                )
+            )
             event_data: dict[str, object] = {"decision_id": decision_id, **decision.as_dict()}
             if decision.permitted:
                 delivery = self._delivery(message, decision, decision_id, subjects)
@@ -117,9 +155,14 @@ class Pipeline:
             self._metrics.decisions.labels(decision.effect.value, decision.rule).inc()
 
         inbound = InboundRecord(
-            message_id=message_id, source=source, event_type=message.envelope.event_type,
-            purpose=message.envelope.purpose, received_at=received, body_sha256=body_sha256,
-            canonical=self._keyring.seal(_canonical_bytes(message), message_id), subjects=subjects,
+            message_id=message_id,
+            source=source,
+            event_type=message.envelope.event_type,
+            purpose=message.envelope.purpose,
+            received_at=received,
+            body_sha256=body_sha256,
+            canonical=self._keyring.seal(_canonical_bytes(message), message_id),
+            subjects=subjects,
             idempotency_key=idempotency_key,
         )
         try:
@@ -127,7 +170,8 @@ class Pipeline:
         except IdempotencyMismatch as exc:
             raise IdempotencyConflict(
                 f"Idempotency-Key was already used with a different body for message {exc.message_id}; "
-                "use a new key for a new message") from None
+                "use a new key for a new message"
+            ) from None
         if outcome.duplicate:
             self._metrics.duplicates.labels(source).inc()
             return Accepted(outcome.message_id, True, ())
@@ -135,17 +179,28 @@ class Pipeline:
         for r in recipients:
             self._notify(r)
         self._metrics.received.labels(source, message.envelope.event_type).inc()
-        log.info("message.accepted", message_id=message_id, source=source,
-                 event_type=message.envelope.event_type, candidates=len(candidate_list),
-                 queued=len(deliveries))
+        log.info(
+            "message.accepted",
+            message_id=message_id,
+            source=source,
+            event_type=message.envelope.event_type,
+            candidates=len(candidate_list),
+            queued=len(deliveries),
+        )
         return Accepted(message_id, False, recipients)
 
     def _subjects(self, message: Message) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(
-            self._keyring.pseudonym(f"{i.system}:{i.value}") for p in message.children() for i in p.identifiers))
+        return tuple(
+            dict.fromkeys(
+                self._keyring.pseudonym(f"{i.system}:{i.value}")
+                for p in message.children()
+                for i in p.identifiers
+            )
+        )
 
-    def _delivery(self, message: Message, decision: Decision, decision_id: str,
-                  subjects: tuple[str, ...]) -> DeliveryRecord:
+    def _delivery(
+        self, message: Message, decision: Decision, decision_id: str, subjects: tuple[str, ...]
+    ) -> DeliveryRecord:
         partner = self._partners[decision.recipient]
         adapter = self._adapters.by_name.get(partner.delivery.format)
         if adapter is None:  # refused at start-up; kept as a guard for policy reloads
@@ -156,8 +211,12 @@ class Pipeline:
         # message itself when it names no child.
         order_key = f"{decision.recipient}:{subjects[0] if subjects else message.envelope.message_id}"
         return DeliveryRecord(
-            delivery_id=delivery_id, message_id=message.envelope.message_id, decision_id=decision_id,
-            recipient=decision.recipient, order_key=order_key, media_type=adapter.media_type,
+            delivery_id=delivery_id,
+            message_id=message.envelope.message_id,
+            decision_id=decision_id,
+            recipient=decision.recipient,
+            order_key=order_key,
+            media_type=adapter.media_type,
             payload=self._keyring.seal(payload, delivery_id),
             max_attempts=partner.delivery.settings.max_attempts,
         )

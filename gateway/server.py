@@ -21,9 +21,15 @@ async def start_site(app: web.Application, host: str, port: int) -> tuple[web.Ap
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()
-    sockets = site._server.sockets if site._server else ()  # type: ignore[union-attr]
-    bound = sockets[0].getsockname()[1] if sockets else port
-    return runner, int(bound)
+    return runner, bound_port(site) if port == 0 else port
+
+
+def bound_port(site: web.TCPSite) -> int:
+    """The port a site listens on (useful after binding port 0)."""
+    sockets = getattr(site._server, "sockets", None) or ()
+    if not sockets:
+        raise RuntimeError("the site is not listening")
+    return int(sockets[0].getsockname()[1])
 
 
 async def run_until_stopped(deployment: Deployment, ready: asyncio.Event | None = None) -> None:
@@ -44,8 +50,6 @@ async def run_until_stopped(deployment: Deployment, ready: asyncio.Event | None 
     finally:
         log.info("gateway.stopping")
         await runner.cleanup()
-
-
 
 
 def serve(deployment: Deployment) -> None:

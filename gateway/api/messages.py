@@ -28,10 +28,21 @@ async def post_message(request: web.Request) -> web.Response:
         return await _accept(request, source, started)
     except InvalidInput as exc:
         svc.metrics.rejected.labels(source, str(exc.status), exc.reason).inc()
-        await svc.backend.append_audit([AuditEvent("message.rejected", {
-            "status": exc.status, "rules": sorted({v.rule for v in exc.violations}),
-            "fields": [v.field for v in exc.violations[:20]], "adapter": exc.adapter,
-        }, None, source)])
+        await svc.backend.append_audit(
+            [
+                AuditEvent(
+                    "message.rejected",
+                    {
+                        "status": exc.status,
+                        "rules": sorted({v.rule for v in exc.violations}),
+                        "fields": [v.field for v in exc.violations[:20]],
+                        "adapter": exc.adapter,
+                    },
+                    None,
+                    source,
+                )
+            ]
+        )
         raise
 
 
@@ -43,17 +54,27 @@ async def _accept(request: web.Request, source: str, started: float) -> web.Resp
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge([Violation("/", "max-body-bytes", f"the body must be at most {limit} bytes")]) from None
+        raise PayloadTooLarge(
+            [Violation("/", "max-body-bytes", f"the body must be at most {limit} bytes")]
+        ) from None
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
-        raise InvalidInput([Violation("/headers/Idempotency-Key", "idempotency-key-format",
-                                      f"1 to {MAX_IDEMPOTENCY_KEY} printable characters")])
+        raise InvalidInput(
+            [
+                Violation(
+                    "/headers/Idempotency-Key",
+                    "idempotency-key-format",
+                    f"1 to {MAX_IDEMPOTENCY_KEY} printable characters",
+                )
+            ]
+        )
     accepted = await svc.pipeline.ingest(source, request.headers.get("Content-Type", ""), body, key)
     svc.metrics.ingest_seconds.observe(time.perf_counter() - started)
     status_url = f"/v1/messages/{accepted.message_id}"
     return web.json_response(
         {"message_id": accepted.message_id, "status_url": status_url, "duplicate": accepted.duplicate},
-        status=202, headers={"Location": status_url},
+        status=202,
+        headers={"Location": status_url},
     )
 
 
@@ -71,18 +92,25 @@ async def get_message(request: web.Request) -> web.Response:
         overall = "delivered" if delivered else "decided"
     elif any(r.state in {"ready", "leased"} for r in status.recipients):
         overall = "queued"
-    return web.json_response({
-        "message_id": status.message_id,
-        "event_type": status.event_type,
-        "received_at": status.received_at,
-        "status": overall,
-        "recipients": [
-            {"partner": r.recipient, "decision": r.effect, "rule": r.rule,
-             "delivery": r.state if r.delivery_id else "not-sent", "attempts": r.attempts,
-             "delivered_at": r.delivered_at}
-            for r in status.recipients
-        ],
-    })
+    return web.json_response(
+        {
+            "message_id": status.message_id,
+            "event_type": status.event_type,
+            "received_at": status.received_at,
+            "status": overall,
+            "recipients": [
+                {
+                    "partner": r.recipient,
+                    "decision": r.effect,
+                    "rule": r.rule,
+                    "delivery": r.state if r.delivery_id else "not-sent",
+                    "attempts": r.attempts,
+                    "delivered_at": r.delivered_at,
+                }
+                for r in status.recipients
+            ],
+        }
+    )
 
 
 async def get_inbox(request: web.Request) -> web.Response:
@@ -90,9 +118,12 @@ async def get_inbox(request: web.Request) -> web.Response:
     partner = svc.auth.partner(request)
     runtime = svc.deployment.partners[partner]
     if runtime.delivery.mode != "pull":
-        return problem(409, "Not a pull partner",
-                       "deliveries to this partner are pushed to its webhook; there is no inbox",
-                       "not-a-pull-partner")
+        return problem(
+            409,
+            "Not a pull partner",
+            "deliveries to this partner are pushed to its webhook; there is no inbox",
+            "not-a-pull-partner",
+        )
     try:
         limit = int(request.query.get("limit", "20"))
     except ValueError:
@@ -103,9 +134,13 @@ async def get_inbox(request: web.Request) -> web.Response:
     items: list[dict[str, Any]] = []
     for lease in leases:
         payload = svc.keyring.open(Sealed(lease.payload.key_id, lease.payload.blob), lease.delivery_id)
-        item: dict[str, Any] = {"delivery_id": lease.delivery_id, "message_id": lease.message_id,
-                                "media_type": lease.media_type, "attempt": lease.attempt,
-                                "lease_expires_at": lease.lease_until}
+        item: dict[str, Any] = {
+            "delivery_id": lease.delivery_id,
+            "message_id": lease.message_id,
+            "media_type": lease.media_type,
+            "attempt": lease.attempt,
+            "lease_expires_at": lease.lease_until,
+        }
         if lease.media_type.endswith("json"):
             item["payload"] = json.loads(payload)
         else:
@@ -118,10 +153,15 @@ async def ack_inbox(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     partner = svc.auth.partner(request)
     delivery_id = request.match_info["delivery_id"]
-    ok = await svc.backend.ack(partner, delivery_id, AuditEvent(
-        "delivery.succeeded", {"delivery_id": delivery_id, "mode": "pull"}, None, partner))
+    ok = await svc.backend.ack(
+        partner,
+        delivery_id,
+        AuditEvent("delivery.succeeded", {"delivery_id": delivery_id, "mode": "pull"}, None, partner),
+    )
     if not ok:
-        raise NotFound("no delivery with this id is waiting for your acknowledgement "
-                       "(already acknowledged, never fetched, or not yours)")
+        raise NotFound(
+            "no delivery with this id is waiting for your acknowledgement "
+            "(already acknowledged, never fetched, or not yours)"
+        )
     svc.metrics.deliveries.labels(partner, "delivered").inc()
     return web.json_response({"delivery_id": delivery_id, "state": "delivered"})

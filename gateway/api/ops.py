@@ -24,13 +24,18 @@ async def get_queues(request: web.Request) -> web.Response:
     for pid, partner in sorted(svc.deployment.partners.items()):
         s = stats.get(pid)
         worker = svc.dispatcher.workers.get(pid)
-        out.append({
-            "partner": pid, "mode": partner.delivery.mode,
-            "ready": s.ready if s else 0, "in_flight": s.leased if s else 0,
-            "delivered": s.delivered if s else 0, "dead_letters": s.dead if s else 0,
-            "oldest_age_seconds": round(s.oldest_ready_age_seconds, 3) if s else 0.0,
-            "circuit": worker.circuit.state.value if worker else None,
-        })
+        out.append(
+            {
+                "partner": pid,
+                "mode": partner.delivery.mode,
+                "ready": s.ready if s else 0,
+                "in_flight": s.leased if s else 0,
+                "delivered": s.delivered if s else 0,
+                "dead_letters": s.dead if s else 0,
+                "oldest_age_seconds": round(s.oldest_ready_age_seconds, 3) if s else 0.0,
+                "circuit": worker.circuit.state.value if worker else None,
+            }
+        )
     return web.json_response({"queues": out})
 
 
@@ -39,10 +44,21 @@ async def get_dead_letters(request: web.Request) -> web.Response:
     svc.auth.operator(request, OPERATOR_ROLES)
     recipient = request.query.get("partner")
     rows = await svc.backend.dead_letters(recipient, 500)
-    return web.json_response({"dead_letters": [
-        {"delivery_id": d.delivery_id, "message_id": d.message_id, "partner": d.recipient,
-         "attempts": d.attempts, "last_error": d.last_error, "updated_at": d.updated_at}
-        for d in rows]})
+    return web.json_response(
+        {
+            "dead_letters": [
+                {
+                    "delivery_id": d.delivery_id,
+                    "message_id": d.message_id,
+                    "partner": d.recipient,
+                    "attempts": d.attempts,
+                    "last_error": d.last_error,
+                    "updated_at": d.updated_at,
+                }
+                for d in rows
+            ]
+        }
+    )
 
 
 async def _reason(request: web.Request) -> str:
@@ -52,8 +68,13 @@ async def _reason(request: web.Request) -> str:
         raise InvalidInput([Violation("/", "json-syntax", "send a JSON object with a 'reason'")]) from None
     reason = body.get("reason") if isinstance(body, dict) else None
     if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
-        raise InvalidInput([Violation("/reason", "required",
-                                      f"a reason of 1 to {MAX_REASON} characters is required and audited")])
+        raise InvalidInput(
+            [
+                Violation(
+                    "/reason", "required", f"a reason of 1 to {MAX_REASON} characters is required and audited"
+                )
+            ]
+        )
     return reason.strip()
 
 

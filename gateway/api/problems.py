@@ -23,8 +23,12 @@ log = structlog.get_logger("gateway.api")
 
 
 def problem(status: int, title: str, detail: str, slug: str, **extra: Any) -> web.Response:
-    body: dict[str, Any] = {"type": PROBLEM_TYPE_BASE + slug, "title": title, "status": status,
-                            "detail": detail}
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
     body.update({k: v for k, v in extra.items() if v is not None})
     return web.Response(status=status, text=json.dumps(body), content_type=PROBLEM_JSON)
 
@@ -47,15 +51,25 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except GatewayError as exc:
         return problem_for(exc)
     except web.HTTPRequestEntityTooLarge:
-        return problem(413, "Payload too large", "the request body exceeds the size limit",
-                       "payload-too-large",
-                       errors=[{"field": "/", "rule": "max-body-bytes",
-                                "message": "the body is larger than the gateway accepts"}])
+        return problem(
+            413,
+            "Payload too large",
+            "the request body exceeds the size limit",
+            "payload-too-large",
+            errors=[
+                {
+                    "field": "/",
+                    "rule": "max-body-bytes",
+                    "message": "the body is larger than the gateway accepts",
+                }
+            ],
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return problem(exc.status, exc.reason, exc.reason, f"http-{exc.status}")
-    except Exception as exc:  # noqa: BLE001 - our fault: answer 500 and log the class only
+    except Exception as exc:
         log.error("request.unhandled", path=request.path, error=type(exc).__name__)
-        return problem(500, "Internal error", "the gateway failed; the request was not accepted",
-                       "internal-error")
+        return problem(
+            500, "Internal error", "the gateway failed; the request was not accepted", "internal-error"
+        )

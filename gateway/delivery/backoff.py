@@ -13,6 +13,6 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | No
     """
     if attempt < 1:
         raise ValueError("attempt is 1-based")
-    delay = min(cap, base * (2 ** (attempt - 1)))
-    r = (rng or random).random()  # noqa: S311 - jitter, not security
+    delay = min(cap, base * 2.0 ** (attempt - 1))
+    r: float = (rng or random).random()  # jitter, not security
     return delay / 2 + r * delay / 2

@@ -33,8 +33,14 @@ log = structlog.get_logger("gateway.delivery")
 
 
 class PartnerWorker:
-    def __init__(self, partner: PartnerRuntime, queue: Queue, keyring: Keyring, metrics: Metrics,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        partner: PartnerRuntime,
+        queue: Queue,
+        keyring: Keyring,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.partner = partner
         self._settings = partner.delivery.settings
         self._queue = queue
@@ -42,8 +48,9 @@ class PartnerWorker:
         self._metrics = metrics
         self._clock = clock
         self._wake = asyncio.Event()
-        self.circuit = CircuitBreaker(self._settings.circuit_failure_threshold,
-                                      self._settings.circuit_reset_seconds, clock)
+        self.circuit = CircuitBreaker(
+            self._settings.circuit_failure_threshold, self._settings.circuit_reset_seconds, clock
+        )
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -70,7 +77,7 @@ class PartnerWorker:
                 worked = await self.run_once()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - keep the worker alive; the store may be restarting
+            except Exception as exc:
                 log.error("delivery.worker_error", recipient=self.partner.id, error=type(exc).__name__)
                 worked = False
             if not worked:
@@ -102,7 +109,8 @@ class PartnerWorker:
         started = self._clock()
         try:
             payload = self._open(lease)
-            assert delivery.url is not None and delivery.secret is not None
+            assert delivery.url is not None
+            assert delivery.secret is not None
             headers = signed_headers(delivery.secret.reveal(), lease.message_id, payload, lease.media_type)
             await post_webhook(self._session, delivery.url, headers, payload, self._settings.timeout_seconds)
         except DeliveryError as exc:
@@ -111,8 +119,15 @@ class PartnerWorker:
         self.circuit.record_success()
         self._metrics.delivery_seconds.labels(self.partner.id).observe(self._clock() - started)
         self._metrics.deliveries.labels(self.partner.id, "delivered").inc()
-        done = await self._queue.complete(lease, AuditEvent("delivery.succeeded", {
-            "delivery_id": lease.delivery_id, "attempt": lease.attempt}, lease.message_id, self.partner.id))
+        done = await self._queue.complete(
+            lease,
+            AuditEvent(
+                "delivery.succeeded",
+                {"delivery_id": lease.delivery_id, "attempt": lease.attempt},
+                lease.message_id,
+                self.partner.id,
+            ),
+        )
         if not done:
             log.warning("delivery.lease_lost", delivery_id=lease.delivery_id, recipient=self.partner.id)
 
@@ -120,31 +135,59 @@ class PartnerWorker:
         try:
             return self._keyring.open(lease.payload, lease.delivery_id)
         except (InvalidTag, ConfigError):
-            raise PermanentDeliveryError("the stored payload cannot be decrypted",
-                                         code="payload-unreadable") from None
+            raise PermanentDeliveryError(
+                "the stored payload cannot be decrypted", code="payload-unreadable"
+            ) from None
 
     async def _failed(self, lease: Lease, exc: DeliveryError, started: float) -> None:
         self.circuit.record_failure()
         self._metrics.delivery_seconds.labels(self.partner.id).observe(self._clock() - started)
         permanent = isinstance(exc, PermanentDeliveryError)
-        retry_at = None if permanent else self._clock() + backoff_delay(
-            lease.attempt, self._settings.base_delay_seconds, self._settings.max_delay_seconds)
-        state = await self._queue.fail(lease, exc.code, retry_at, AuditEvent("delivery.attempt_failed", {
-            "delivery_id": lease.delivery_id, "attempt": lease.attempt, "error": exc.code,
-            "permanent": permanent}, lease.message_id, self.partner.id))
+        retry_at = (
+            None
+            if permanent
+            else self._clock()
+            + backoff_delay(
+                lease.attempt, self._settings.base_delay_seconds, self._settings.max_delay_seconds
+            )
+        )
+        state = await self._queue.fail(
+            lease,
+            exc.code,
+            retry_at,
+            AuditEvent(
+                "delivery.attempt_failed",
+                {
+                    "delivery_id": lease.delivery_id,
+                    "attempt": lease.attempt,
+                    "error": exc.code,
+                    "permanent": permanent,
+                },
+                lease.message_id,
+                self.partner.id,
+            ),
+        )
         self._metrics.deliveries.labels(self.partner.id, "dead" if state == "dead" else "failed").inc()
-        log.info("delivery.failed", delivery_id=lease.delivery_id, recipient=self.partner.id,
-                 attempt=lease.attempt, error=exc.code, state=state)
+        log.info(
+            "delivery.failed",
+            delivery_id=lease.delivery_id,
+            recipient=self.partner.id,
+            attempt=lease.attempt,
+            error=exc.code,
+            state=state,
+        )
 
 
 class Dispatcher:
     """Owns one ``PartnerWorker`` per webhook partner."""
 
-    def __init__(self, partners: Mapping[str, PartnerRuntime], queue: Queue, keyring: Keyring,
-                 metrics: Metrics) -> None:
+    def __init__(
+        self, partners: Mapping[str, PartnerRuntime], queue: Queue, keyring: Keyring, metrics: Metrics
+    ) -> None:
         self.workers = {
             pid: PartnerWorker(p, queue, keyring, metrics)
-            for pid, p in partners.items() if p.delivery.mode == "webhook"
+            for pid, p in partners.items()
+            if p.delivery.mode == "webhook"
         }
 
     def notify(self, recipient: str) -> None:

@@ -19,8 +19,9 @@ USER_AGENT = "mash-gateway/0.1"
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 
 
-def signed_headers(secret: str, webhook_id: str, payload: bytes, media_type: str,
-                   now: datetime | None = None) -> dict[str, str]:
+def signed_headers(
+    secret: str, webhook_id: str, payload: bytes, media_type: str, now: datetime | None = None
+) -> dict[str, str]:
     when = now or datetime.now(UTC)
     signature = Webhook(secret).sign(webhook_id, when, payload.decode())
     return {
@@ -32,21 +33,27 @@ def signed_headers(secret: str, webhook_id: str, payload: bytes, media_type: str
     }
 
 
-async def post_webhook(session: aiohttp.ClientSession, url: str, headers: dict[str, str],
-                       payload: bytes, timeout: float) -> None:
+async def post_webhook(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str], payload: bytes, timeout: float
+) -> None:
     """One attempt. Returns on 2xx; raises Retryable or Permanent delivery errors with a
     content-free code (the response body is never read into logs or errors)."""
     try:
-        async with session.post(url, data=payload, headers=headers,
-                                timeout=aiohttp.ClientTimeout(total=timeout),
-                                allow_redirects=False) as resp:
+        async with session.post(
+            url,
+            data=payload,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            allow_redirects=False,
+        ) as resp:
             status = resp.status
             await resp.release()
     except TimeoutError:
         raise RetryableDeliveryError("the partner did not answer in time", code="timeout") from None
     except aiohttp.ClientConnectionError as exc:
-        raise RetryableDeliveryError("could not connect to the partner",
-                                     code=f"connection:{type(exc).__name__}") from None
+        raise RetryableDeliveryError(
+            "could not connect to the partner", code=f"connection:{type(exc).__name__}"
+        ) from None
     except aiohttp.ClientError as exc:
         raise RetryableDeliveryError("HTTP client error", code=f"client:{type(exc).__name__}") from None
     except asyncio.CancelledError:

@@ -148,8 +148,13 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise if the store cannot answer (for /readyz)."""
 
-    async def accept(self, inbound: InboundRecord, decisions: Sequence[DecisionRecord],
-                     deliveries: Sequence[DeliveryRecord], audit: Sequence[AuditEvent]) -> AcceptOutcome:
+    async def accept(
+        self,
+        inbound: InboundRecord,
+        decisions: Sequence[DecisionRecord],
+        deliveries: Sequence[DeliveryRecord],
+        audit: Sequence[AuditEvent],
+    ) -> AcceptOutcome:
         """Atomic, durable accept. Raises ``IdempotencyMismatch``."""
 
     async def message_status(self, message_id: str) -> MessageStatus | None: ...
@@ -162,8 +167,7 @@ class Queue(Protocol):
     async def complete(self, lease: Lease, audit: AuditEvent) -> bool:
         """Mark delivered. False if the lease was lost (another worker or an expiry)."""
 
-    async def fail(self, lease: Lease, error_code: str, retry_at: float | None,
-                   audit: AuditEvent) -> str:
+    async def fail(self, lease: Lease, error_code: str, retry_at: float | None, audit: AuditEvent) -> str:
         """Record a failed attempt. ``retry_at=None`` or an exhausted budget dead-letters.
         Returns the new state."""
 

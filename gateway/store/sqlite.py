@@ -161,8 +161,8 @@ class SqliteBackend:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer.start(lambda conn: conn.executescript(SCHEMA))
+        await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(self._writer.start, lambda conn: conn.executescript(SCHEMA))
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
         self._read_conn = await self._in_reader(lambda: connect(self.path, self._synchronous))
 
@@ -172,8 +172,8 @@ class SqliteBackend:
             conn = self._read_conn
             if conn is not None:
                 await self._in_reader(conn.close)
-            self._reader.shutdown(wait=True)
-            self._reader = None
+            reader, self._reader = self._reader, None
+            await asyncio.to_thread(reader.shutdown, wait=True)
 
     async def _in_reader(self, fn: Any) -> Any:
         assert self._reader is not None, "store is not open"
@@ -198,8 +198,13 @@ class SqliteBackend:
 
     # -- Store -------------------------------------------------------------------------
 
-    async def accept(self, inbound: InboundRecord, decisions: Sequence[DecisionRecord],
-                     deliveries: Sequence[DeliveryRecord], audit: Sequence[AuditEvent]) -> AcceptOutcome:
+    async def accept(
+        self,
+        inbound: InboundRecord,
+        decisions: Sequence[DecisionRecord],
+        deliveries: Sequence[DeliveryRecord],
+        audit: Sequence[AuditEvent],
+    ) -> AcceptOutcome:
         def op(conn: sqlite3.Connection) -> AcceptOutcome:
             if inbound.idempotency_key is not None:
                 row = conn.execute(
@@ -213,26 +218,61 @@ class SqliteBackend:
             now = _now()
             conn.execute(
                 "INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?)",
-                (inbound.message_id, inbound.source, inbound.event_type, inbound.purpose,
-                 inbound.received_at, inbound.body_sha256, inbound.canonical.key_id,
-                 inbound.canonical.blob, json.dumps(list(inbound.subjects))),
+                (
+                    inbound.message_id,
+                    inbound.source,
+                    inbound.event_type,
+                    inbound.purpose,
+                    inbound.received_at,
+                    inbound.body_sha256,
+                    inbound.canonical.key_id,
+                    inbound.canonical.blob,
+                    json.dumps(list(inbound.subjects)),
+                ),
             )
             if inbound.idempotency_key is not None:
-                conn.execute("INSERT INTO idempotency VALUES (?,?,?,?)",
-                             (inbound.source, inbound.idempotency_key, inbound.body_sha256,
-                              inbound.message_id))
+                conn.execute(
+                    "INSERT INTO idempotency VALUES (?,?,?,?)",
+                    (inbound.source, inbound.idempotency_key, inbound.body_sha256, inbound.message_id),
+                )
             conn.executemany(
                 "INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?)",
-                [(d.decision_id, d.message_id, d.recipient, d.effect, d.rule, d.agreement_id,
-                  json.dumps(list(d.released)), d.policy_version) for d in decisions],
+                [
+                    (
+                        d.decision_id,
+                        d.message_id,
+                        d.recipient,
+                        d.effect,
+                        d.rule,
+                        d.agreement_id,
+                        json.dumps(list(d.released)),
+                        d.policy_version,
+                    )
+                    for d in decisions
+                ],
             )
             conn.executemany(
                 "INSERT INTO deliveries (id, message_id, decision_id, recipient, order_key, state,"
                 " max_attempts, next_attempt_at, media_type, key_id, payload, created_at, updated_at)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(d.delivery_id, d.message_id, d.decision_id, d.recipient, d.order_key,
-                  DeliveryState.READY.value, d.max_attempts, now, d.media_type, d.payload.key_id,
-                  d.payload.blob, now, now) for d in deliveries],
+                [
+                    (
+                        d.delivery_id,
+                        d.message_id,
+                        d.decision_id,
+                        d.recipient,
+                        d.order_key,
+                        DeliveryState.READY.value,
+                        d.max_attempts,
+                        now,
+                        d.media_type,
+                        d.payload.key_id,
+                        d.payload.blob,
+                        now,
+                        now,
+                    )
+                    for d in deliveries
+                ],
             )
             append_audit(conn, audit, now)
             return AcceptOutcome(inbound.message_id, duplicate=False)
@@ -244,28 +284,36 @@ class SqliteBackend:
         return Sealed(rows[0][0], rows[0][1]) if rows else None
 
     async def message_status(self, message_id: str) -> MessageStatus | None:
-        msg = await self._read("SELECT id, source, event_type, received_at FROM messages WHERE id=?",
-                               (message_id,))
+        msg = await self._read(
+            "SELECT id, source, event_type, received_at FROM messages WHERE id=?", (message_id,)
+        )
         if not msg:
             return None
         rows = await self._read(
             "SELECT d.recipient, d.effect, d.rule, q.id, q.state, q.attempts, q.delivered_at"
             " FROM decisions d LEFT JOIN deliveries q ON q.decision_id = d.id"
-            " WHERE d.message_id=? ORDER BY d.rowid", (message_id,))
+            " WHERE d.message_id=? ORDER BY d.rowid",
+            (message_id,),
+        )
         return MessageStatus(
-            message_id=msg[0][0], source=msg[0][1], event_type=msg[0][2], received_at=msg[0][3],
+            message_id=msg[0][0],
+            source=msg[0][1],
+            event_type=msg[0][2],
+            received_at=msg[0][3],
             recipients=tuple(RecipientStatus(r[0], r[1], r[2], r[3], r[4], r[5] or 0, r[6]) for r in rows),
         )
 
     async def append_audit(self, events: Sequence[AuditEvent]) -> None:
         await self._writer.run(lambda conn: append_audit(conn, events))
 
-    async def audit_records(self, batch: int = 1000) -> AsyncIterator[AuditRecord]:  # type: ignore[override]
+    async def audit_records(self, batch: int = 1000) -> AsyncIterator[AuditRecord]:
         after = 0
         while True:
             rows = await self._read(
                 "SELECT seq, at, kind, message_id, partner, actor, data, prev_hash, hash FROM audit"
-                " WHERE seq > ? ORDER BY seq LIMIT ?", (after, batch))
+                " WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, batch),
+            )
             if not rows:
                 return
             for r in rows:
@@ -298,8 +346,9 @@ class SqliteBackend:
                 {"until": until, "token": token, "now": now, "r": recipient, "n": limit},
             ).fetchall()
             rows.sort(key=lambda r: r[0])
-            return [Lease(r[1], r[2], recipient, r[3], r[4], r[5], Sealed(r[6], r[7]), token, until)
-                    for r in rows]
+            return [
+                Lease(r[1], r[2], recipient, r[3], r[4], r[5], Sealed(r[6], r[7]), token, until) for r in rows
+            ]
 
         return await self._writer.run(op)
 
@@ -309,7 +358,8 @@ class SqliteBackend:
             cur = conn.execute(
                 "UPDATE deliveries SET state='delivered', delivered_at=?, updated_at=?, lease_token=NULL"
                 " WHERE id=? AND state='leased' AND lease_token=?",
-                (now, now, lease.delivery_id, lease.lease_token))
+                (now, now, lease.delivery_id, lease.lease_token),
+            )
             if cur.rowcount != 1:
                 return False
             append_audit(conn, [audit], now)
@@ -324,7 +374,9 @@ class SqliteBackend:
             now = _now()
             cur = conn.execute(
                 "UPDATE deliveries SET state='delivered', delivered_at=?, updated_at=?, lease_token=NULL"
-                " WHERE id=? AND recipient=? AND state='leased'", (now, now, delivery_id, recipient))
+                " WHERE id=? AND recipient=? AND state='leased'",
+                (now, now, delivery_id, recipient),
+            )
             if cur.rowcount != 1:
                 return False
             append_audit(conn, [audit], now)
@@ -332,8 +384,7 @@ class SqliteBackend:
 
         return await self._writer.run(op)
 
-    async def fail(self, lease: Lease, error_code: str, retry_at: float | None,
-                   audit: AuditEvent) -> str:
+    async def fail(self, lease: Lease, error_code: str, retry_at: float | None, audit: AuditEvent) -> str:
         def op(conn: sqlite3.Connection) -> str:
             now = _now()
             dead = retry_at is None or lease.attempt >= lease.max_attempts
@@ -341,15 +392,31 @@ class SqliteBackend:
             cur = conn.execute(
                 "UPDATE deliveries SET state=?, next_attempt_at=?, last_error=?, updated_at=?,"
                 " lease_token=NULL, lease_until=NULL WHERE id=? AND state='leased' AND lease_token=?",
-                (state.value, retry_at if retry_at is not None else now, error_code, now,
-                 lease.delivery_id, lease.lease_token))
+                (
+                    state.value,
+                    retry_at if retry_at is not None else now,
+                    error_code,
+                    now,
+                    lease.delivery_id,
+                    lease.lease_token,
+                ),
+            )
             if cur.rowcount != 1:
                 return "lease-lost"
             events = [audit]
             if dead:
-                events.append(AuditEvent("delivery.dead_lettered", {
-                    "delivery_id": lease.delivery_id, "attempts": lease.attempt, "last_error": error_code,
-                }, lease.message_id, lease.recipient))
+                events.append(
+                    AuditEvent(
+                        "delivery.dead_lettered",
+                        {
+                            "delivery_id": lease.delivery_id,
+                            "attempts": lease.attempt,
+                            "last_error": error_code,
+                        },
+                        lease.message_id,
+                        lease.recipient,
+                    )
+                )
             append_audit(conn, events, now)
             return state.value
 
@@ -361,8 +428,8 @@ class SqliteBackend:
 
         def op(conn: sqlite3.Connection) -> int:
             return conn.execute(
-                "UPDATE deliveries SET state='ready', lease_token=NULL, lease_until=NULL"
-                " WHERE state='leased'").rowcount
+                "UPDATE deliveries SET state='ready', lease_token=NULL, lease_until=NULL WHERE state='leased'"
+            ).rowcount
 
         return await self._writer.run(op)
 
@@ -372,13 +439,25 @@ class SqliteBackend:
             "SELECT recipient,"
             " SUM(state='ready'), SUM(state='leased'), SUM(state='delivered'), SUM(state='dead'),"
             " MIN(CASE WHEN state IN ('ready','leased') THEN created_at END)"
-            " FROM deliveries GROUP BY recipient ORDER BY recipient")
-        return [QueueStats(r[0], r[1] or 0, r[2] or 0, r[3] or 0, r[4] or 0,
-                           max(0.0, now - r[5]) if r[5] is not None else 0.0) for r in rows]
+            " FROM deliveries GROUP BY recipient ORDER BY recipient"
+        )
+        return [
+            QueueStats(
+                r[0],
+                r[1] or 0,
+                r[2] or 0,
+                r[3] or 0,
+                r[4] or 0,
+                max(0.0, now - r[5]) if r[5] is not None else 0.0,
+            )
+            for r in rows
+        ]
 
     async def dead_letters(self, recipient: str | None, limit: int) -> list[DeadLetter]:
-        sql = ("SELECT id, message_id, recipient, attempts, last_error, updated_at FROM deliveries"
-               " WHERE state='dead'")
+        sql = (
+            "SELECT id, message_id, recipient, attempts, last_error, updated_at FROM deliveries"
+            " WHERE state='dead'"
+        )
         params: list[Any] = []
         if recipient is not None:
             sql += " AND recipient=?"
@@ -387,20 +466,42 @@ class SqliteBackend:
         params.append(limit)
         return [DeadLetter(*r) for r in await self._read(sql, params)]
 
-    async def _resolve_dead(self, delivery_id: str, new_state: DeliveryState, kind: str,
-                            reason: str, actor: str) -> bool:
+    async def _resolve_dead(
+        self, delivery_id: str, new_state: DeliveryState, kind: str, reason: str, actor: str
+    ) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
             now = _now()
-            row = conn.execute("SELECT message_id, recipient, attempts, last_error FROM deliveries"
-                               " WHERE id=? AND state='dead'", (delivery_id,)).fetchone()
+            row = conn.execute(
+                "SELECT message_id, recipient, attempts, last_error FROM deliveries"
+                " WHERE id=? AND state='dead'",
+                (delivery_id,),
+            ).fetchone()
             if row is None:
                 return False
             reset = ", attempts=0" if new_state is DeliveryState.READY else ""
-            conn.execute(f"UPDATE deliveries SET state=?, next_attempt_at=?, updated_at=?{reset}"  # noqa: S608 - fixed fragment
-                         " WHERE id=?", (new_state.value, now, now, delivery_id))
-            append_audit(conn, [AuditEvent(kind, {
-                "delivery_id": delivery_id, "reason": reason, "previous_attempts": row[2],
-                "last_error": row[3]}, row[0], row[1], actor)], now)
+            conn.execute(
+                f"UPDATE deliveries SET state=?, next_attempt_at=?, updated_at=?{reset}"  # noqa: S608 - fixed fragment
+                " WHERE id=?",
+                (new_state.value, now, now, delivery_id),
+            )
+            append_audit(
+                conn,
+                [
+                    AuditEvent(
+                        kind,
+                        {
+                            "delivery_id": delivery_id,
+                            "reason": reason,
+                            "previous_attempts": row[2],
+                            "last_error": row[3],
+                        },
+                        row[0],
+                        row[1],
+                        actor,
+                    )
+                ],
+                now,
+            )
             return True
 
         return await self._writer.run(op)
@@ -410,7 +511,9 @@ class SqliteBackend:
         return await self._resolve_dead(delivery_id, DeliveryState.READY, "delivery.replayed", reason, actor)
 
     async def discard(self, delivery_id: str, reason: str, actor: str) -> bool:
-        return await self._resolve_dead(delivery_id, DeliveryState.DISCARDED, "delivery.discarded", reason, actor)
+        return await self._resolve_dead(
+            delivery_id, DeliveryState.DISCARDED, "delivery.discarded", reason, actor
+        )
 
     async def ready_recipients(self) -> list[str]:
         rows = await self._read("SELECT DISTINCT recipient FROM deliveries WHERE state IN ('ready','leased')")
@@ -421,15 +524,19 @@ class SqliteBackend:
         total = 0
         for table in ("messages", "deliveries"):
             while True:
+
                 def op(conn: sqlite3.Connection, table: str = table) -> int:
                     rows = conn.execute(
                         f"SELECT id, key_id, payload FROM {table} WHERE key_id != ? LIMIT ?",  # noqa: S608 - table from a fixed tuple
-                        (keyring.active, batch)).fetchall()
+                        (keyring.active, batch),
+                    ).fetchall()
                     for rid, kid, blob in rows:
                         plain = keyring.open(Sealed(kid, blob), rid)
                         sealed = keyring.seal(plain, rid)
-                        conn.execute(f"UPDATE {table} SET key_id=?, payload=? WHERE id=?",  # noqa: S608
-                                     (sealed.key_id, sealed.blob, rid))
+                        conn.execute(
+                            f"UPDATE {table} SET key_id=?, payload=? WHERE id=?",  # noqa: S608
+                            (sealed.key_id, sealed.blob, rid),
+                        )
                     return len(rows)
 
                 n = await self._writer.run(op)

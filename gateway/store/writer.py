@@ -13,6 +13,7 @@ the COMMIT returned: an awaited ``run`` means durable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -106,7 +107,7 @@ class GroupCommitWriter:
                 conn.execute("SAVEPOINT op")
                 try:
                     value = job.op(conn)
-                except Exception as exc:  # noqa: BLE001 - handed to the caller's future
+                except Exception as exc:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     results.append((job, None, exc))
@@ -114,17 +115,16 @@ class GroupCommitWriter:
                     conn.execute("RELEASE op")
                     results.append((job, value, None))
             conn.execute("COMMIT")
-        except Exception as exc:  # noqa: BLE001 - the whole batch failed; every caller learns it
+        except Exception as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             results = [(job, None, exc) for job in batch]
         self.batches += 1
         self.operations += len(batch)
         for job, value, error in results:
-            try:
+            # If the caller's loop has closed, the effect is committed all the same.
+            with contextlib.suppress(RuntimeError):
                 job.loop.call_soon_threadsafe(_resolve, job.future, value, error)
-            except RuntimeError:
-                pass  # the caller's loop has closed; the effect is committed all the same
 
 
 def _resolve(fut: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:

@@ -1,0 +1,121 @@
+"""Shared test helpers: synthetic messages and test deployments written to a folder.
+
+All people, numbers and addresses are synthetic: NHS numbers from the 999 test range,
+postcodes in the ZZ99 pseudo-range, names that are obviously not real.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "deploy" / "example"
+
+POLICE = "police-northshire"
+SCHOOL = "school-riverside-primary"
+CSC = "csc-northshire"
+HEALTH_VISITING = "health-visiting-northshire"
+TOKENS = {
+    POLICE: "demo-police-token",
+    SCHOOL: "demo-school-token",
+    CSC: "demo-csc-token",
+    HEALTH_VISITING: "demo-hv-token",
+}
+OPERATOR_TOKEN = "demo-operator-token"
+CANONICAL = "application/vnd.gateway.message+json"
+
+
+def valid_nhs_numbers(count: int, start: int = 999_000_000) -> list[str]:
+    """Test-range NHS numbers with correct check digits (10..2 weights, mod 11)."""
+    out: list[str] = []
+    n = start
+    while len(out) < count:
+        n += 1
+        digits = str(n)
+        check = 11 - sum(int(d) * (10 - i) for i, d in enumerate(digits)) % 11
+        if check == 11:
+            check = 0
+        if check == 10:
+            continue
+        out.append(digits + str(check))
+    return out
+
+
+def sample_message() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((EXAMPLE / "messages" / "domestic-abuse-incident.json").read_text())
+    return doc
+
+
+def message_for_child(
+    nhs_number: str, seq: int = 0, *, recipients: list[str] | None = None
+) -> dict[str, Any]:
+    doc = copy.deepcopy(sample_message())
+    doc["people"][0]["identifiers"] = [{"system": "nhs-number", "value": nhs_number}]
+    doc["envelope"]["sender_reference"] = f"NS-TEST-{seq:06d}"
+    if recipients is not None:
+        doc["envelope"]["recipients"] = recipients
+    return doc
+
+
+def body(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc).encode()
+
+
+def auth(partner: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[partner]}", "Content-Type": CANONICAL}
+
+
+def operator_auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+
+
+def write_deployment(
+    target: Path,
+    *,
+    receiver_base: str,
+    port: int = 0,
+    delivery: dict[str, Any] | None = None,
+    partner_delivery: dict[str, dict[str, Any]] | None = None,
+    synchronous: str = "FULL",
+) -> Path:
+    """Copy the example deployment into ``target`` with webhook URLs pointing at
+    ``receiver_base`` and test-friendly delivery settings."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("agreements.yaml", "routes.yaml", "secrets.yaml"):
+        (target / name).write_text((EXAMPLE / name).read_text())
+    partners = yaml.safe_load((EXAMPLE / "partners.yaml").read_text())
+    for p in partners["partners"]:
+        if p["delivery"]["mode"] == "webhook":
+            p["delivery"]["url"] = f"{receiver_base}/{p['id']}"
+        p["delivery"].update((partner_delivery or {}).get(p["id"], {}))
+    (target / "partners.yaml").write_text(yaml.safe_dump(partners))
+    settings = yaml.safe_load((EXAMPLE / "gateway.yaml").read_text())
+    settings["listen"]["port"] = port
+    settings["data_dir"] = str(target / "data")
+    settings["store"]["synchronous"] = synchronous
+    settings["delivery"] = {
+        "lease_seconds": 30,
+        "poll_interval_seconds": 0.2,
+        "timeout_seconds": 5,
+        "max_attempts": 4,
+        "base_delay_seconds": 0.05,
+        "max_delay_seconds": 0.5,
+        "circuit_failure_threshold": 1000,
+        "circuit_reset_seconds": 0.5,
+        **(delivery or {}),
+    }
+    settings["operators"].append(
+        {
+            "id": "test-ig-lead",
+            "role": "ig-lead",
+            "token_sha256": hashlib.sha256(b"test-ig-lead-token").hexdigest(),
+        }
+    )
+    (target / "gateway.yaml").write_text(yaml.safe_dump(settings))
+    return target
