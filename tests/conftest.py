@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 from aiohttp import web
 
 from gateway.api.state import SERVICES, Services
@@ -27,6 +28,13 @@ def _no_blocking_calls_in_event_loop() -> Iterator[None]:
 
     with blockbuster_ctx(["gateway", "adapters", "consent", "canonical"]):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    """CLI tests configure logging onto a captured stream; never let it leak to other tests."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

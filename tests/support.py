@@ -6,9 +6,11 @@ postcodes in the ZZ99 pseudo-range, names that are obviously not real.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +121,19 @@ def write_deployment(
     )
     (target / "gateway.yaml").write_text(yaml.safe_dump(settings))
     return target
+
+
+async def eventually(
+    predicate: Callable[[], Awaitable[bool]], timeout: float, interval: float = 0.05
+) -> None:
+    """Poll an async condition until it holds; ``TimeoutError`` after ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+def read_all(folder: Path, pattern: str) -> bytes:
+    """Every byte of the files matching ``pattern`` (e.g. a database and its WAL)."""
+    return b"".join(p.read_bytes() for p in sorted(folder.glob(pattern)))

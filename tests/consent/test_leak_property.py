@@ -1,0 +1,143 @@
+"""Leak property: for random agreements, the canaries in every rendered output are exactly
+those of the released categories for released people — never one more.
+
+Every value in the generated message is a unique canary string tagged with the category
+(and person) it belongs to; the renderer's bytes are searched for each canary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adapters import default_registry
+from canonical import Message
+from consent import decide, redact
+from tests.consent.builders import CSC, SENDER, agreement, policy
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+ROLES = ["child", "sibling", "victim", "alleged-perpetrator"]
+ITEM_CATEGORIES = [
+    "event.summary",
+    "event.narrative",
+    "police.risk-assessment",
+    "health.mental-health",
+    "health.sexual-health",
+    "education.sen",
+]
+PERSON_CATEGORIES = ["identity.core", "identity.address", "identity.contact"]
+
+
+@dataclass(frozen=True)
+class Canary:
+    value: str
+    category: str
+    person: str | None  # the person ref the value belongs to (None for items about nobody)
+
+
+def build(
+    people_spec: list[tuple[str, bool]], items_spec: list[tuple[str, list[int]]]
+) -> tuple[Message, list[Canary]]:
+    canaries: list[Canary] = []
+
+    def canary(category: str, person: str | None) -> str:
+        value = f"CNRY{len(canaries):04d}X"
+        canaries.append(Canary(value, category, person))
+        return value
+
+    people: list[dict[str, Any]] = []
+    for i, (role, confidential) in enumerate(people_spec):
+        ref = f"p{i}"
+        person: dict[str, Any] = {
+            "ref": ref,
+            "role": role,
+            "name": {"given": canary("identity.core", ref), "family": canary("identity.core", ref)},
+            "identifiers": [{"system": "local-child-id", "value": canary("identity.core", ref)}],
+            "addresses": [
+                {"lines": [canary("identity.address", ref)], "postcode": canary("identity.address", ref)}
+            ],
+            "contacts": [{"kind": "phone", "value": canary("identity.contact", ref)}],
+        }
+        if confidential:
+            person["markers"] = ["confidential-address"]
+        people.append(person)
+    items = []
+    for category, about_idx in items_spec:
+        about = sorted({f"p{i % len(people)}" for i in about_idx}) if people else []
+        owner = about[0] if len(about) == 1 else None
+        items.append(
+            {
+                "category": category,
+                "type": "t",
+                "about": about,
+                "data": {"v": canary(category, owner), "w": [canary(category, owner)]},
+            }
+        )
+    doc = {
+        "envelope": {
+            "event_type": "police.domestic-abuse-incident",
+            "occurred_at": "2026-05-01T00:00:00+00:00",
+            "purpose": "safeguarding",
+            "source": SENDER,
+        },
+        "people": people,
+        "items": items,
+    }
+    return Message.from_dict(doc), canaries
+
+
+people_st = st.lists(st.tuples(st.sampled_from(ROLES), st.booleans()), min_size=1, max_size=4)
+items_st = st.lists(
+    st.tuples(st.sampled_from(ITEM_CATEGORIES), st.lists(st.integers(0, 3), min_size=0, max_size=3)),
+    max_size=6,
+)
+flow_st = st.fixed_dictionaries(
+    {
+        "categories": st.lists(st.sampled_from(PERSON_CATEGORIES + ITEM_CATEGORIES), min_size=1, unique=True),
+        "person_roles": st.lists(st.sampled_from(ROLES), min_size=1, unique=True),
+        "confidential_address_needed": st.booleans(),
+    }
+)
+
+
+class TestNoLeak:
+    @settings(max_examples=300, deadline=None)
+    @given(people_st, items_st, flow_st)
+    def test_rendered_output_holds_exactly_the_released_canaries(
+        self,
+        people_spec: list[tuple[str, bool]],
+        items_spec: list[tuple[str, list[int]]],
+        flow: dict[str, Any],
+    ) -> None:
+        msg, canaries = build(people_spec, items_spec)
+        decision = decide(msg, CSC, policy(agreement(flow=flow)), NOW)
+        roles = {f"p{i}": role for i, (role, _) in enumerate(people_spec)}
+        confidential = {f"p{i}" for i, (_, c) in enumerate(people_spec) if c}
+        allowed_roles = set(flow["person_roles"])
+
+        def may_appear(c: Canary) -> bool:
+            if c.category not in decision.released:
+                return False
+            if c.person is not None and roles[c.person] not in allowed_roles:
+                return False
+            return not (
+                c.category == "identity.address"
+                and c.person in confidential
+                and not flow["confidential_address_needed"]
+            )
+
+        if not decision.permitted:
+            assert decision.released == frozenset()
+            return
+        for adapter in default_registry().by_name.values():
+            text = adapter.render(redact(msg, decision)).decode()
+            present = {c for c in canaries if c.value in text}
+            # Nothing beyond what may appear ...
+            assert {c for c in present if not may_appear(c)} == set()
+            # ... and every person-owned value that may appear does (no silent over-redaction).
+            expected = {c for c in canaries if may_appear(c) and c.person is not None}
+            assert expected <= present

@@ -1,0 +1,76 @@
+"""Compiling policy: schema errors and broken references name the file, path and rule;
+the version is a content hash; routing gives candidates, never permissions."""
+
+from __future__ import annotations
+
+import pytest
+
+from canonical import Message, default_dictionary
+from consent import PolicyError, candidates, compile_policy, unknown_named_recipients
+from tests.consent.builders import CSC, SCHOOL, SENDER, agreement, documents, policy
+from tests.support import sample_message
+
+
+def problems(docs: dict[str, object]) -> set[tuple[str, str, str]]:
+    with pytest.raises(PolicyError) as info:
+        compile_policy(docs, default_dictionary())
+    return {(f, v.field, v.rule) for f, v in info.value.problems}
+
+
+class TestCompile:
+    def test_version_is_a_stable_content_hash(self) -> None:
+        assert policy(agreement()).version == policy(agreement()).version
+        assert policy(agreement()).version != policy(agreement(title="Other")).version
+
+    def test_schema_error_names_file_path_and_rule(self) -> None:
+        bad = agreement()
+        del bad["lawful_basis"]
+        assert ("agreements.yaml", "/agreements/0", "required") in problems(documents(bad))
+
+    @pytest.mark.parametrize(
+        ("flow", "path", "rule"),
+        [
+            ({"to": ["ghost"]}, "/agreements/0/flows/0/to/0", "known-partner"),
+            ({"categories": ["gossip"]}, "/agreements/0/flows/0/categories/0", "known-category"),
+            ({"event_types": ["x.y"]}, "/agreements/0/flows/0/event_types/0", "known-event-type"),
+            ({"purposes": ["fun"]}, "/agreements/0/flows/0/purposes/0", "known-purpose"),
+            ({"person_roles": ["pet"]}, "/agreements/0/flows/0/person_roles/0", "known-role"),
+        ],
+    )
+    def test_unknown_references_are_errors(self, flow: dict[str, object], path: str, rule: str) -> None:
+        assert ("agreements.yaml", path, rule) in problems(documents(agreement(flow=flow)))
+
+    def test_duplicate_ids_and_reversed_dates(self) -> None:
+        found = problems(documents(agreement(), agreement(valid_until="2025-01-01")))
+        assert ("agreements.yaml", "/agreements/1/id", "unique-id") in found
+        assert ("agreements.yaml", "/agreements/1/valid_until", "valid-range") in found
+
+    def test_missing_file(self) -> None:
+        docs = documents(agreement())
+        del docs["routes.yaml"]
+        assert ("routes.yaml", "/", "file-required") in problems(docs)
+
+    def test_route_to_unknown_partner(self) -> None:
+        docs = documents(
+            agreement(), routes=[{"event_types": ["police.domestic-abuse-incident"], "to": ["ghost"]}]
+        )
+        assert ("routes.yaml", "/routes/0/to/0", "known-partner") in problems(docs)
+
+
+class TestRouting:
+    def test_candidates_are_routes_then_named_without_the_sender(self) -> None:
+        doc = sample_message()
+        doc["envelope"].update(source=SENDER, recipients=[SCHOOL, CSC, SENDER])
+        msg = Message.from_dict(doc)
+        assert candidates(msg, policy(agreement())) == (CSC, SCHOOL)
+
+    def test_route_limited_to_senders(self) -> None:
+        routes = [{"event_types": ["police.domestic-abuse-incident"], "from": [CSC], "to": [SCHOOL]}]
+        doc = sample_message()
+        doc["envelope"].update(source=SENDER, recipients=[])
+        assert candidates(Message.from_dict(doc), policy(agreement(), routes=routes)) == ()
+
+    def test_unknown_named_recipients(self) -> None:
+        doc = sample_message()
+        doc["envelope"].update(source=SENDER, recipients=["ghost", CSC])
+        assert unknown_named_recipients(Message.from_dict(doc), policy(agreement())) == ("ghost",)
