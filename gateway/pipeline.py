@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import structlog
 
 from adapters import AdapterRegistry
-from canonical import InvalidInput, Message, Violation
+from canonical import Message, Violation
 from consent import Decision, PolicySnapshot, candidates, decide, redact, unknown_named_recipients
 from gateway.audit import AuditEvent
 from gateway.config import PartnerRuntime
@@ -27,6 +27,7 @@ from gateway.errors import Forbidden, IdempotencyConflict, UnknownRecipient, Uns
 from gateway.ids import new_id
 from gateway.metrics import Metrics
 from gateway.store.base import (
+    RENDER_FAILED_MEDIA_TYPE,
     AcceptOutcome,
     DecisionRecord,
     DeliveryRecord,
@@ -152,6 +153,19 @@ class Pipeline:
                 deliveries.append(delivery)
                 event_data["delivery_id"] = delivery.delivery_id
             audit.append(AuditEvent("decision.made", event_data, message_id, recipient))
+            if deliveries and deliveries[-1].dead_error and deliveries[-1].recipient == recipient:
+                audit.append(
+                    AuditEvent(
+                        "delivery.dead_lettered",
+                        {
+                            "delivery_id": deliveries[-1].delivery_id,
+                            "attempts": 0,
+                            "last_error": deliveries[-1].dead_error,
+                        },
+                        message_id,
+                        recipient,
+                    )
+                )
             self._metrics.decisions.labels(decision.effect.value, decision.rule).inc()
 
         inbound = InboundRecord(
@@ -202,11 +216,22 @@ class Pipeline:
         self, message: Message, decision: Decision, decision_id: str, subjects: tuple[str, ...]
     ) -> DeliveryRecord:
         partner = self._partners[decision.recipient]
-        adapter = self._adapters.by_name.get(partner.delivery.format)
-        if adapter is None:  # refused at start-up; kept as a guard for policy reloads
-            raise InvalidInput([Violation("/", "recipient-format", "recipient format unknown")])
-        payload = adapter.render(redact(message, decision))
         delivery_id = new_id("dlv")
+        adapter = self._adapters.by_name.get(partner.delivery.format)
+        dead_error: str | None = None
+        try:
+            if adapter is None:  # refused at start-up; a guard for later policy reloads
+                raise LookupError(partner.delivery.format)
+            payload, media_type = adapter.render(redact(message, decision)), adapter.media_type
+        except Exception as exc:  # noqa: BLE001 - a renderer fault must not lose the message or block others
+            payload, media_type = b"", RENDER_FAILED_MEDIA_TYPE
+            dead_error = f"render-failed:{type(exc).__name__}"
+            log.error(
+                "delivery.render_failed",
+                message_id=message.envelope.message_id,
+                recipient=decision.recipient,
+                error=type(exc).__name__,
+            )
         # Order is kept per (recipient, child): the first child's first identifier, or the
         # message itself when it names no child.
         order_key = f"{decision.recipient}:{subjects[0] if subjects else message.envelope.message_id}"
@@ -216,9 +241,10 @@ class Pipeline:
             decision_id=decision_id,
             recipient=decision.recipient,
             order_key=order_key,
-            media_type=adapter.media_type,
+            media_type=media_type,
             payload=self._keyring.seal(payload, delivery_id),
             max_attempts=partner.delivery.settings.max_attempts,
+            dead_error=dead_error,
         )
 
 

@@ -21,7 +21,7 @@ async def readyz(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     try:
         await svc.backend.ping()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
         return web.json_response({"status": "unavailable", "store": type(exc).__name__}, status=503)
     return web.json_response({"status": "ready", "policy_version": svc.policy.current.version})
 

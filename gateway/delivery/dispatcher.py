@@ -27,7 +27,7 @@ from gateway.delivery.circuit import CircuitBreaker, CircuitState
 from gateway.delivery.webhook import post_webhook, signed_headers
 from gateway.errors import ConfigError, DeliveryError, PermanentDeliveryError
 from gateway.metrics import Metrics
-from gateway.store.base import Lease, Queue
+from gateway.store.base import RENDER_FAILED_MEDIA_TYPE, Lease, Queue
 
 log = structlog.get_logger("gateway.delivery")
 
@@ -77,7 +77,7 @@ class PartnerWorker:
                 worked = await self.run_once()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - keep the worker alive; the store may be restarting
                 log.error("delivery.worker_error", recipient=self.partner.id, error=type(exc).__name__)
                 worked = False
             if not worked:
@@ -108,6 +108,8 @@ class PartnerWorker:
         delivery = self.partner.delivery
         started = self._clock()
         try:
+            if lease.media_type == RENDER_FAILED_MEDIA_TYPE:
+                raise PermanentDeliveryError("the payload could not be rendered", code="render-failed")
             payload = self._open(lease)
             assert delivery.url is not None
             assert delivery.secret is not None
@@ -119,6 +121,7 @@ class PartnerWorker:
         self.circuit.record_success()
         self._metrics.delivery_seconds.labels(self.partner.id).observe(self._clock() - started)
         self._metrics.deliveries.labels(self.partner.id, "delivered").inc()
+        self._metrics.end_to_end_seconds.observe(max(0.0, self._clock() - lease.queued_at))
         done = await self._queue.complete(
             lease,
             AuditEvent(

@@ -72,6 +72,11 @@ class DeliveryRecord:
     media_type: str
     payload: Sealed
     max_attempts: int
+    dead_error: str | None = None
+    """Set when the payload could not be rendered: the delivery is stored dead-lettered."""
+
+
+RENDER_FAILED_MEDIA_TYPE = "application/x-gateway-render-failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +97,8 @@ class Lease:
     payload: Sealed
     lease_token: str
     lease_until: float
+    queued_at: float
+    """When the delivery was queued (accept time): for end-to-end latency."""
 
 
 @dataclass(frozen=True, slots=True)

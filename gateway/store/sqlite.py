@@ -22,6 +22,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -96,7 +97,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at REAL NOT NULL,
     delivered_at REAL
 );
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(recipient, state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries(recipient, state, seq);
 CREATE INDEX IF NOT EXISTS deliveries_open_by_order
     ON deliveries(order_key, seq) WHERE state IN ('ready', 'leased');
 CREATE INDEX IF NOT EXISTS deliveries_by_message ON deliveries(message_id);
@@ -253,8 +254,8 @@ class SqliteBackend:
             )
             conn.executemany(
                 "INSERT INTO deliveries (id, message_id, decision_id, recipient, order_key, state,"
-                " max_attempts, next_attempt_at, media_type, key_id, payload, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " max_attempts, next_attempt_at, media_type, key_id, payload, created_at, updated_at,"
+                " last_error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         d.delivery_id,
@@ -262,7 +263,7 @@ class SqliteBackend:
                         d.decision_id,
                         d.recipient,
                         d.order_key,
-                        DeliveryState.READY.value,
+                        (DeliveryState.DEAD if d.dead_error else DeliveryState.READY).value,
                         d.max_attempts,
                         now,
                         d.media_type,
@@ -270,6 +271,7 @@ class SqliteBackend:
                         d.payload.blob,
                         now,
                         now,
+                        d.dead_error,
                     )
                     for d in deliveries
                 ],
@@ -327,27 +329,33 @@ class SqliteBackend:
             now = _now()
             until = now + lease_seconds
             token = secrets.token_hex(8)
+            # Leases whose holder died or overran return to the queue first, so one query
+            # below (walking the (recipient, state, seq) index in order) sees them.
+            conn.execute(
+                "UPDATE deliveries SET state='ready', lease_token=NULL, lease_until=NULL"
+                " WHERE recipient=? AND state='leased' AND lease_until<?",
+                (recipient, now),
+            )
             rows = conn.execute(
                 """
                 UPDATE deliveries SET state='leased', lease_until=:until, lease_token=:token,
                        attempts=attempts+1, updated_at=:now
                 WHERE seq IN (
                     SELECT d.seq FROM deliveries d
-                    WHERE d.recipient=:r
-                      AND ((d.state='ready' AND d.next_attempt_at<=:now)
-                           OR (d.state='leased' AND d.lease_until<:now))
+                    WHERE d.recipient=:r AND d.state='ready' AND d.next_attempt_at<=:now
                       AND NOT EXISTS (
                           SELECT 1 FROM deliveries e
                           WHERE e.order_key=d.order_key AND e.seq<d.seq
                             AND e.state IN ('ready','leased'))
                     ORDER BY d.seq LIMIT :n)
-                RETURNING seq, id, message_id, attempts, max_attempts, media_type, key_id, payload
+                RETURNING seq, id, message_id, attempts, max_attempts, media_type, key_id, payload, created_at
                 """,
                 {"until": until, "token": token, "now": now, "r": recipient, "n": limit},
             ).fetchall()
             rows.sort(key=lambda r: r[0])
             return [
-                Lease(r[1], r[2], recipient, r[3], r[4], r[5], Sealed(r[6], r[7]), token, until) for r in rows
+                Lease(r[1], r[2], recipient, r[3], r[4], r[5], Sealed(r[6], r[7]), token, until, r[8])
+                for r in rows
             ]
 
         return await self._writer.run(op)
@@ -372,14 +380,14 @@ class SqliteBackend:
 
         def op(conn: sqlite3.Connection) -> bool:
             now = _now()
-            cur = conn.execute(
+            row = conn.execute(
                 "UPDATE deliveries SET state='delivered', delivered_at=?, updated_at=?, lease_token=NULL"
-                " WHERE id=? AND recipient=? AND state='leased'",
+                " WHERE id=? AND recipient=? AND state='leased' RETURNING message_id",
                 (now, now, delivery_id, recipient),
-            )
-            if cur.rowcount != 1:
+            ).fetchone()
+            if row is None:
                 return False
-            append_audit(conn, [audit], now)
+            append_audit(conn, [replace(audit, message_id=row[0])], now)
             return True
 
         return await self._writer.run(op)

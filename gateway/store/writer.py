@@ -107,7 +107,7 @@ class GroupCommitWriter:
                 conn.execute("SAVEPOINT op")
                 try:
                     value = job.op(conn)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - handed to the caller's future
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     results.append((job, None, exc))
@@ -115,7 +115,7 @@ class GroupCommitWriter:
                     conn.execute("RELEASE op")
                     results.append((job, value, None))
             conn.execute("COMMIT")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the batch failed; every caller learns it
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             results = [(job, None, exc) for job in batch]
