@@ -37,6 +37,13 @@ class TestRenderFailure:
         (dead,) = await gw.services.backend.dead_letters(CSC, 10)
         assert (dead.message_id, dead.attempts, dead.last_error) == (message_id, 0, "render-failed:RuntimeError")
         assert receiver.attempts.get(CSC, 0) == 0
-        status = await gw.services.backend.message_status(message_id)
-        assert status is not None
-        assert {r.recipient: r.state for r in status.recipients} == {CSC: "dead", SCHOOL: "delivered"}
+
+        async def states() -> dict[str, str | None]:
+            status = await gw.services.backend.message_status(message_id)
+            assert status is not None
+            return {r.recipient: r.state for r in status.recipients}
+
+        async def settled() -> bool:
+            return await states() == {CSC: "dead", SCHOOL: "delivered"}
+
+        await eventually(settled, 10)
