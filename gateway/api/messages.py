@@ -14,7 +14,7 @@ from gateway.api.problems import problem
 from gateway.api.state import SERVICES
 from gateway.audit import AuditEvent
 from gateway.crypto import Sealed
-from gateway.errors import Forbidden, NotFound, PayloadTooLarge
+from gateway.errors import Forbidden, IdempotencyConflict, NotFound, PayloadTooLarge
 
 MAX_IDEMPOTENCY_KEY = 200
 MAX_INBOX_LIMIT = 100
@@ -26,23 +26,18 @@ async def post_message(request: web.Request) -> web.Response:
     source = svc.auth.partner(request)
     try:
         return await _accept(request, source, started)
-    except InvalidInput as exc:
-        svc.metrics.rejected.labels(source, str(exc.status), exc.reason).inc()
-        await svc.backend.append_audit(
-            [
-                AuditEvent(
-                    "message.rejected",
-                    {
-                        "status": exc.status,
-                        "rules": sorted({v.rule for v in exc.violations}),
-                        "fields": [v.field for v in exc.violations[:20]],
-                        "adapter": exc.adapter,
-                    },
-                    None,
-                    source,
-                )
-            ]
-        )
+    except (InvalidInput, Forbidden, IdempotencyConflict) as exc:
+        # Counted and audited without content: operators see rejections per partner and rule.
+        violations = exc.violations if isinstance(exc, InvalidInput) else []
+        rule = exc.reason if isinstance(exc, InvalidInput) else exc.type_slug
+        svc.metrics.rejected.labels(source, str(exc.status), rule).inc()
+        event = {
+            "status": exc.status,
+            "rules": sorted({v.rule for v in violations} or {rule}),
+            "fields": [v.field for v in violations[:20]],
+            "adapter": exc.adapter if isinstance(exc, InvalidInput) else None,
+        }
+        await svc.backend.append_audit([AuditEvent("message.rejected", event, None, source)])
         raise
 
 
@@ -86,18 +81,12 @@ async def get_message(request: web.Request) -> web.Response:
         raise NotFound("no message with this id")
     if status.source != partner:
         raise Forbidden("only the partner that sent a message may read its status")
-    delivered = [r for r in status.recipients if r.state == "delivered"]
-    overall = "decided"
-    if status.recipients and len(delivered) == sum(1 for r in status.recipients if r.delivery_id):
-        overall = "delivered" if delivered else "decided"
-    elif any(r.state in {"ready", "leased"} for r in status.recipients):
-        overall = "queued"
     return web.json_response(
         {
             "message_id": status.message_id,
             "event_type": status.event_type,
             "received_at": status.received_at,
-            "status": overall,
+            "status": overall_status([r.state for r in status.recipients if r.delivery_id]),
             "recipients": [
                 {
                     "partner": r.recipient,
@@ -111,6 +100,18 @@ async def get_message(request: web.Request) -> web.Response:
             ],
         }
     )
+
+
+def overall_status(delivery_states: list[str | None]) -> str:
+    """One word for the sender: ``decided`` (nothing to deliver: every candidate denied),
+    ``queued`` (a delivery is still open), ``delivered`` (all delivered), ``failed`` (none
+    open, at least one dead-lettered or discarded)."""
+    states = set(delivery_states)
+    if not states:
+        return "decided"
+    if states & {"ready", "leased"}:
+        return "queued"
+    return "delivered" if states == {"delivered"} else "failed"
 
 
 async def get_inbox(request: web.Request) -> web.Response:
