@@ -25,7 +25,9 @@ class TestRenderFailure:
 
         monkeypatch.setattr(CanonicalJsonAdapter, "render", render)
         gw = await start_gateway()
-        async with gw.http.post(gw.url("/v1/messages"), data=body(sample_message()), headers=auth(POLICE)) as r:
+        async with gw.http.post(
+            gw.url("/v1/messages"), data=body(sample_message()), headers=auth(POLICE)
+        ) as r:
             assert r.status == 202
             message_id = (await r.json())["message_id"]
         await receiver.wait_for(lambda: len(receiver.for_partner(SCHOOL)) == 1, 10)
@@ -35,7 +37,11 @@ class TestRenderFailure:
 
         await eventually(dead_lettered, 10)
         (dead,) = await gw.services.backend.dead_letters(CSC, 10)
-        assert (dead.message_id, dead.attempts, dead.last_error) == (message_id, 0, "render-failed:RuntimeError")
+        assert (dead.message_id, dead.attempts, dead.last_error) == (
+            message_id,
+            0,
+            "render-failed:RuntimeError",
+        )
         assert receiver.attempts.get(CSC, 0) == 0
 
         async def states() -> dict[str, str | None]:
