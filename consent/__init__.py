@@ -6,10 +6,16 @@ Pure: no I/O, no clock (callers pass ``now``), no imports from ``gateway``.
 from consent.decision import Decision, Effect, Withheld, decide
 from consent.policy import Agreement, Partner, PolicyError, PolicySnapshot, compile_policy
 from consent.redact import redact
+from consent.registry import ConsentRecord, ConsentRegistry, ConsentState, ConsentView, DecidedBy
 from consent.routing import candidates, unknown_named_recipients
 
 __all__ = [
     "Agreement",
+    "ConsentRecord",
+    "ConsentRegistry",
+    "ConsentState",
+    "ConsentView",
+    "DecidedBy",
     "Decision",
     "Effect",
     "Partner",

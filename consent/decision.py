@@ -3,26 +3,42 @@ categories released), deny, or hold for review, and say why.
 
 Rules, in the order they are applied (each is named in ``Decision.rule``):
 
-``unknown-recipient``          the recipient is not a partner in the policy -> deny
-``no-agreement``               no agreement covers (source, recipient, event type, purpose) -> deny
-``agreement-not-in-force``     agreements exist but none is in force on the decision date -> deny
-``nothing-to-share``           the agreement allows nothing the message carries -> deny
-``permit``                     released = agreement categories for that purpose ∩ message categories
+``unknown-recipient``        the recipient is not a partner in the policy -> deny
+``do-not-inform-family``     the sender flagged "do not inform the family" and the recipient
+                             is parent-facing -> deny
+``no-agreement``             no agreement covers (source, recipient, event type, purpose) -> deny
+``agreement-not-in-force``   agreements exist but none is in force on the decision date -> deny
+``consent-refused``          the agreement relies on consent and a child's consent is refused or
+                             withdrawn, and no safeguarding override applies -> deny
+``consent-unknown``          the agreement relies on consent, a child's consent is not recorded,
+                             and no safeguarding override applies -> review (held for a named
+                             role until a deadline; never shared automatically)
+``nothing-to-share``         the agreement allows nothing the message carries -> deny
+``permit``                   released = agreement categories for that purpose ∩ message categories,
+                             for the person roles the agreement names
+
+Safeguarding override: where the agreement allows sharing without consent on risk
+(``share_without_consent_on_risk``) **and** the sender asserted risk of significant harm,
+refused or unknown consent does not stop sharing; the decision records "without consent"
+and the condition relied on.
 
 Data minimisation is structural: ``released`` is an intersection, never a default. There is
 no path that returns permit without an agreement. The function is pure: the caller passes
-``now``; nothing is read from a clock, a file or the network.
+``now`` and the consent view; nothing is read from a clock, a file or the network.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
-from canonical import Message
-from canonical.model import IDENTITY_ADDRESS, PERSON_CATEGORIES
-from consent.policy import Grant, LawfulBasis, PolicySnapshot
+from canonical import Message, Person
+from canonical.model import IDENTITY_ADDRESS
+from consent.policy import Agreement, Flow, Grant, LawfulBasis, Partner, PolicySnapshot
+from consent.registry import ConsentRecord, ConsentState, ConsentView
+
+PARENT_FACING = "parent-facing"
 
 
 class Effect(enum.StrEnum):
@@ -57,14 +73,24 @@ class Decision:
     agreement_id: str | None = None
     lawful_basis: LawfulBasis | None = None
     consent: str = "not-required"
+    """The consent relied on, or why none was needed."""
+    consent_records: tuple[str, ...] = ()
+    """Ids of the consent records the release relies on: withdrawing one cancels it."""
     person_roles: frozenset[str] = frozenset()
+    excluded_people: frozenset[str] = frozenset()
+    """Local refs of people whose own consent refusal keeps them out of the release."""
     confidential_address_needed: bool = False
+    review_role: str | None = None
+    review_deadline: datetime | None = None
     explanation: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def permitted(self) -> bool:
         return self.effect is Effect.PERMIT
+
+    @property
+    def relies_on_consent(self) -> bool:
+        return bool(self.consent_records)
 
     def as_dict(self) -> dict[str, object]:
         """The structured explanation written to the audit log (no personal data)."""
@@ -75,20 +101,34 @@ class Decision:
             "agreement": self.agreement_id,
             "lawful_basis": self.lawful_basis.describe() if self.lawful_basis else None,
             "consent": self.consent,
+            "consent_records": list(self.consent_records),
             "released": sorted(self.released),
             "withheld": [w.as_dict() for w in self.withheld],
             "person_roles": sorted(self.person_roles),
+            "excluded_people": sorted(self.excluded_people),
+            "review_role": self.review_role,
+            "review_deadline": self.review_deadline.isoformat() if self.review_deadline else None,
             "policy_version": self.policy_version,
             "explanation": self.explanation,
         }
 
 
-def decide(message: Message, recipient: str, policy: PolicySnapshot, now: datetime) -> Decision:
-    """Decide what ``recipient`` may receive of ``message`` under ``policy`` at ``now``."""
+def decide(
+    message: Message,
+    recipient: str,
+    policy: PolicySnapshot,
+    now: datetime,
+    consents: ConsentView | None = None,
+) -> Decision:
+    """Decide what ``recipient`` may receive of ``message`` under ``policy`` at ``now``.
+
+    ``consents`` answers consent look-ups; without one, every consent is "not recorded"
+    (so consent-based sharing is held for review, never allowed by default).
+    """
     env = message.envelope
     carried = message.categories()
 
-    def deny(rule: str, why: str) -> Decision:
+    def deny(rule: str, why: str, agreement: Agreement | None = None) -> Decision:
         return Decision(
             recipient=recipient,
             effect=Effect.DENY,
@@ -96,11 +136,19 @@ def decide(message: Message, recipient: str, policy: PolicySnapshot, now: dateti
             released=frozenset(),
             withheld=tuple(Withheld(c, why) for c in sorted(carried)),
             policy_version=policy.version,
+            agreement_id=agreement.id if agreement else None,
+            lawful_basis=agreement.lawful_basis if agreement else None,
             explanation=f"Not shared with {recipient}: {why}.",
         )
 
-    if recipient not in policy.partners:
+    partner = policy.partners.get(recipient)
+    if partner is None:
         return deny("unknown-recipient", "the recipient is not a partner in the policy")
+    if env.flags.do_not_inform_family and PARENT_FACING in partner.roles:
+        return deny(
+            "do-not-inform-family",
+            f"the sender asked that the family is not informed and {recipient} is a parent-facing service",
+        )
     grants = policy.grants.get((env.source, recipient, env.event_type, env.purpose), ())
     if not grants:
         return deny(
@@ -118,11 +166,71 @@ def decide(message: Message, recipient: str, policy: PolicySnapshot, now: dateti
     # Several in-force agreements for one key: the first by id is used, deterministically;
     # `gateway policy check` reports such overlaps so IG leads can resolve them.
     grant = in_force[0]
-    return _permit(message, recipient, grant, policy, carried)
+    consent = _consent(message, partner, grant.agreement, consents, now)
+    if consent.blocking == "refused":
+        return deny("consent-refused", consent.summary, grant.agreement)
+    return _release(message, recipient, grant, policy, carried, consent, now)
 
 
-def _permit(
-    message: Message, recipient: str, grant: Grant, policy: PolicySnapshot, carried: frozenset[str]
+@dataclass(frozen=True, slots=True)
+class _Consent:
+    summary: str
+    records: tuple[str, ...] = ()
+    blocking: str | None = None  # "refused" | "unknown" | None
+    excluded_people: frozenset[str] = frozenset()
+
+
+def _consent(
+    message: Message, partner: Partner, agreement: Agreement, consents: ConsentView | None, now: datetime
+) -> _Consent:
+    if not agreement.consent_required:
+        return _Consent("not required: the agreement's lawful basis does not rely on consent")
+    env = message.envelope
+
+    def lookup(person: Person) -> ConsentRecord | None:
+        if consents is None or not person.identifiers:
+            return None
+        return consents.lookup(person.identifiers, env.purpose, partner.id, partner.sector, now)
+
+    override = agreement.share_without_consent_on_risk and env.flags.risk_of_significant_harm
+    condition = agreement.lawful_basis.dpa_schedule1 or agreement.lawful_basis.article9 or "safeguarding"
+    children = message.children()
+    found = {c.ref: lookup(c) for c in children}
+    refused = sorted(ref for ref, r in found.items() if r is not None and r.state is not ConsentState.GIVEN)
+    unknown = sorted(ref for ref, r in found.items() if r is None)
+    if not children:
+        unknown = ["(no child identified)"]
+    if refused or unknown:
+        what = (
+            f"consent refused or withdrawn for {', '.join(refused)}"
+            if refused
+            else f"consent not recorded for {', '.join(unknown)}"
+        )
+        if override:
+            return _Consent(
+                f"without consent ({what}): the sender asserted risk of significant harm "
+                f"and agreement {agreement.id} allows sharing without consent under {condition}"
+            )
+        return _Consent(what, blocking="refused" if refused else "unknown")
+    # Every child consents. Other people's own refusals keep their details out.
+    excluded = frozenset(
+        p.ref
+        for p in message.people
+        if p.role != "child" and (r := lookup(p)) is not None and r.state is not ConsentState.GIVEN
+    )
+    records = tuple(sorted(r.record_id for r in found.values() if r is not None))
+    people = "; ".join(f"{ref}: {r.describe()}" for ref, r in sorted(found.items()) if r is not None)
+    return _Consent(f"given ({people})", records, None, excluded)
+
+
+def _release(
+    message: Message,
+    recipient: str,
+    grant: Grant,
+    policy: PolicySnapshot,
+    carried: frozenset[str],
+    consent: _Consent,
+    now: datetime,
 ) -> Decision:
     flow, agreement = grant.flow, grant.agreement
     withheld: list[Withheld] = []
@@ -132,17 +240,18 @@ def _permit(
             reason = f"sensitive category; {reason}"
         withheld.append(Withheld(category, reason))
 
-    kept_people = [p for p in message.people if p.role in flow.person_roles]
+    kept_people = [p for p in message.people if _person_released(p, flow, consent)]
     for person in message.people:
-        if person.role not in flow.person_roles:
-            for category in sorted(person.categories() & flow.categories):
-                withheld.append(
-                    Withheld(
-                        category,
-                        f"role {person.role} is not released by agreement {agreement.id}",
-                        person.ref,
-                    )
-                )
+        if person.ref in consent.excluded_people:
+            withheld += [
+                Withheld(c, "this person refused or withdrew consent", person.ref)
+                for c in sorted(person.categories() & flow.categories)
+            ]
+        elif person.role not in flow.person_roles:
+            withheld += [
+                Withheld(c, f"role {person.role} is not released by agreement {agreement.id}", person.ref)
+                for c in sorted(person.categories() & flow.categories)
+            ]
         elif (
             person.has_confidential_address
             and person.addresses
@@ -168,8 +277,7 @@ def _permit(
             withheld.append(
                 Withheld(
                     item.category,
-                    f"an item of type {item.type} is only about "
-                    f"people whose role agreement {agreement.id} does not release",
+                    f"an item of type {item.type} is only about people whose details are not released",
                 )
             )
     released_people: set[str] = set()
@@ -179,37 +287,8 @@ def _permit(
             cats = cats - {IDENTITY_ADDRESS}
         released_people |= cats
     released = frozenset(released_items | released_people)
-    if not released:
-        return Decision(
-            recipient=recipient,
-            effect=Effect.DENY,
-            rule="nothing-to-share",
-            released=frozenset(),
-            withheld=tuple(withheld),
-            policy_version=policy.version,
-            agreement_id=agreement.id,
-            lawful_basis=agreement.lawful_basis,
-            explanation=(
-                f"Nothing sent to {recipient}: agreement {agreement.id} allows none of "
-                "the information this message carries."
-            ),
-        )
-    person_part = ", ".join(sorted(flow.person_roles))
-    explanation = (
-        f"Shared with {recipient} under agreement {agreement.id} ({agreement.title}) for the "
-        f"purpose {message.envelope.purpose}, on the basis {agreement.lawful_basis.describe()}. "
-        f"Consent was not needed: the agreement does not rely on consent. Released: "
-        f"{', '.join(sorted(released))}; details of: {person_part}."
-    )
-    if withheld:
-        explanation += (
-            " Withheld: "
-            + "; ".join(
-                f"{w.category}{' of ' + w.person_ref if w.person_ref else ''} ({w.reason})" for w in withheld
-            )
-            + "."
-        )
-    return Decision(
+
+    base = Decision(
         recipient=recipient,
         effect=Effect.PERMIT,
         rule="permit",
@@ -218,10 +297,53 @@ def _permit(
         policy_version=policy.version,
         agreement_id=agreement.id,
         lawful_basis=agreement.lawful_basis,
+        consent=consent.summary,
+        consent_records=consent.records,
         person_roles=flow.person_roles,
+        excluded_people=consent.excluded_people,
         confidential_address_needed=flow.confidential_address_needed,
-        explanation=explanation,
+    )
+    if not released:
+        return replace(
+            base,
+            effect=Effect.DENY,
+            rule="nothing-to-share",
+            explanation=(
+                f"Nothing sent to {recipient}: agreement {agreement.id} allows none of the information "
+                "this message carries."
+            ),
+        )
+    basis = (
+        f"under agreement {agreement.id} ({agreement.title}) for the purpose "
+        f"{message.envelope.purpose}, on the basis {agreement.lawful_basis.describe()}"
+    )
+    listing = f"Released: {', '.join(sorted(released))}; details of: {', '.join(sorted(flow.person_roles))}."
+    if withheld:
+        listing += (
+            " Withheld: "
+            + "; ".join(
+                f"{w.category}{' of ' + w.person_ref if w.person_ref else ''} ({w.reason})" for w in withheld
+            )
+            + "."
+        )
+    if consent.blocking == "unknown":
+        deadline = now + timedelta(hours=agreement.review_hours)
+        return replace(
+            base,
+            effect=Effect.REVIEW,
+            rule="consent-unknown",
+            review_role=agreement.review_role,
+            review_deadline=deadline,
+            explanation=(
+                f"Held for review by {agreement.review_role} until {deadline.isoformat()}: "
+                f"{consent.summary}. If approved it would be shared with {recipient} {basis}. "
+                f"{listing}"
+            ),
+        )
+    return replace(
+        base, explanation=f"Shared with {recipient} {basis}. Consent: {consent.summary}. {listing}"
     )
 
 
-__all__ = ["PERSON_CATEGORIES", "Decision", "Effect", "Withheld", "decide"]
+def _person_released(person: Person, flow: Flow, consent: _Consent) -> bool:
+    return person.role in flow.person_roles and person.ref not in consent.excluded_people

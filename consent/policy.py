@@ -93,6 +93,10 @@ class Agreement:
     consent_required: bool
     share_without_consent_on_risk: bool
     flows: tuple[Flow, ...]
+    review_role: str = "ig-lead"
+    """Who decides held (review) decisions under this agreement."""
+    review_hours: float = 24.0
+    """How long a held decision may wait before it is escalated (never auto-shared)."""
 
     def in_force(self, on: date) -> bool:
         return self.valid_from <= on <= self.valid_until
@@ -200,6 +204,8 @@ def _agreement(a: Mapping[str, Any]) -> Agreement:
         ),
         consent_required=bool(a.get("consent_required", False)),
         share_without_consent_on_risk=bool(a.get("share_without_consent_on_risk", False)),
+        review_role=a.get("review", {}).get("role", "ig-lead"),
+        review_hours=float(a.get("review", {}).get("within_hours", 24)),
         flows=tuple(
             Flow(
                 sources=frozenset(f["from"]),

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from canonical import Message, Person
 from canonical.model import IDENTITY_ADDRESS, IDENTITY_CONTACT, IDENTITY_CORE
-from consent.decision import Decision
+from consent.decision import Decision, Effect
 
 
 class NotPermitted(ValueError):
@@ -20,13 +20,15 @@ class NotPermitted(ValueError):
 
 
 def redact(message: Message, decision: Decision) -> Message:
-    if not decision.permitted:
+    """The message reduced to ``decision``. A held (review) decision may be redacted too: what
+    the reviewer approves is exactly this."""
+    if decision.effect is Effect.DENY:
         raise NotPermitted(f"decision {decision.rule} for {decision.recipient} releases nothing")
     released = decision.released
     people = tuple(
         _redact_person(p, released, decision.confidential_address_needed)
         for p in message.people
-        if p.role in decision.person_roles
+        if p.role in decision.person_roles and p.ref not in decision.excluded_people
     )
     kept_refs = {p.ref for p in people}
     items = tuple(
