@@ -8,10 +8,12 @@ recipient at this time?".
 
 Look-up rules (each tested by name):
 
-``most-specific-scope``   a record for the partner beats one for its sector
+``scope``                 a record applies to a recipient if its scope is that partner or the
+                          partner's sector
 ``competent-child``       a competent child's decision beats a parent's (Gillick)
-``latest-wins``           otherwise the most recently recorded decision stands
-``expired-ignored``       a record past its expiry is as if absent
+``latest-wins``           otherwise the most recently recorded applicable decision stands, so a
+                          sector-wide withdrawal overrides an earlier consent given to one partner
+``expired-ignored``       a record past its expiry, or recorded after ``now``, is as if absent
 """
 
 from __future__ import annotations
@@ -97,15 +99,14 @@ class ConsentRegistry:
     def lookup(
         self, identifiers: tuple[Identifier, ...], purpose: str, recipient: str, sector: str, now: datetime
     ) -> ConsentRecord | None:
-        scopes = {recipient: 2, f"sector:{sector}": 1}
+        scopes = {recipient, f"sector:{sector}"}
         best: ConsentRecord | None = None
-        best_rank: tuple[int, int, datetime] | None = None
+        best_rank: tuple[int, datetime] | None = None
         for ident in identifiers:
             for record in self._by_subject.get((self._key(ident), purpose), ()):
-                specificity = scopes.get(record.scope)
-                if specificity is None or not record.in_force(now):
+                if record.scope not in scopes or not record.in_force(now):
                     continue
-                rank = (specificity, int(record.decided_by is DecidedBy.COMPETENT_CHILD), record.recorded_at)
+                rank = (int(record.decided_by is DecidedBy.COMPETENT_CHILD), record.recorded_at)
                 if best_rank is None or rank > best_rank:
                     best, best_rank = record, rank
         return best

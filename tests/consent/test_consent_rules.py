@@ -128,14 +128,18 @@ class TestRegistryLookup:
     def lookup(self, *records: ConsentRecord, now: datetime = NOW) -> ConsentRecord | None:
         return ConsentRegistry(records).lookup(self.child, "safeguarding", CSC, "social-care", now)
 
-    def test_most_specific_scope(self) -> None:
-        sector = record(
-            ConsentState.GIVEN, scope="sector:social-care", rid="sector", at=NOW - timedelta(hours=1)
-        )
-        partner = record(ConsentState.REFUSED, scope=CSC, rid="partner", at=NOW - timedelta(days=3))
-        assert self.lookup(sector, partner) == partner
-        assert self.lookup(sector) == sector
+    def test_scope_is_the_partner_or_its_sector(self) -> None:
+        assert self.lookup(record(ConsentState.GIVEN, scope=CSC)) is not None
+        assert self.lookup(record(ConsentState.GIVEN, scope="sector:social-care")) is not None
         assert self.lookup(record(ConsentState.GIVEN, scope="sector:education")) is None
+        assert self.lookup(record(ConsentState.GIVEN, scope=SCHOOL)) is None
+
+    def test_a_later_sector_withdrawal_overrides_an_earlier_partner_consent(self) -> None:
+        partner = record(ConsentState.GIVEN, scope=CSC, rid="partner", at=NOW - timedelta(days=3))
+        sector = record(
+            ConsentState.WITHDRAWN, scope="sector:social-care", rid="sector", at=NOW - timedelta(hours=1)
+        )
+        assert self.lookup(partner, sector) == sector
 
     def test_competent_child_prevails_over_parent(self) -> None:
         child = record(
