@@ -6,6 +6,7 @@ Resources (the store, delivery workers and their HTTP sessions) open and close i
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import structlog
@@ -13,12 +14,14 @@ from aiohttp import web
 
 from adapters import default_registry
 from canonical.validate import schema_validator
-from gateway.api import health, messages, ops
+from gateway import background
+from gateway.api import health, ig, messages, ops
 from gateway.api.auth import Authenticator
 from gateway.api.problems import problem_middleware
 from gateway.api.state import SERVICES, Services
 from gateway.audit import AuditEvent
 from gateway.config import Deployment
+from gateway.consents import GatewayConsents
 from gateway.crypto import Keyring, generate_keyring
 from gateway.delivery.dispatcher import Dispatcher
 from gateway.errors import ConfigError
@@ -52,7 +55,8 @@ def create_app(deployment: Deployment, *, backend: Backend | None = None) -> web
                 f"{partner.delivery.format!r} is not one of {sorted(adapters.by_name)}"
             )
     # Build every validator now: a lazy first load would read files on the event loop.
-    schema_validator("canonical-message.schema.json")
+    for schema in ("canonical-message.schema.json", "consent-record.schema.json"):
+        schema_validator(schema)
     keyring = open_keyring(deployment)
     store = backend or open_backend(deployment)
     metrics = Metrics()
@@ -62,6 +66,7 @@ def create_app(deployment: Deployment, *, backend: Backend | None = None) -> web
         {h: pid for pid, p in deployment.partners.items() for h in p.token_hashes},
         {o.token_hash: (o.id, o.role) for o in deployment.settings.operators},
     )
+    consents = GatewayConsents(keyring)
     pipeline = Pipeline(
         store=store,
         keyring=keyring,
@@ -70,8 +75,11 @@ def create_app(deployment: Deployment, *, backend: Backend | None = None) -> web
         partners=deployment.partners,
         metrics=metrics,
         notify=dispatcher.notify,
+        consents=consents,
     )
-    services = Services(deployment, store, keyring, adapters, policy, metrics, auth, pipeline, dispatcher)
+    services = Services(
+        deployment, store, keyring, adapters, policy, metrics, auth, pipeline, dispatcher, consents
+    )
 
     app = web.Application(
         middlewares=[problem_middleware], client_max_size=deployment.settings.max_body_bytes
@@ -85,6 +93,13 @@ def create_app(deployment: Deployment, *, backend: Backend | None = None) -> web
     app.router.add_get("/v1/ops/dead-letters", ops.get_dead_letters)
     app.router.add_post("/v1/ops/dead-letters/{delivery_id}/replay", ops.replay_dead_letter)
     app.router.add_post("/v1/ops/dead-letters/{delivery_id}/discard", ops.discard_dead_letter)
+    app.router.add_post("/v1/consents", ig.post_consent)
+    app.router.add_get("/v1/consents", ig.get_consents)
+    app.router.add_post("/v1/consents/{record_id}/withdraw", ig.withdraw_consent)
+    app.router.add_get("/v1/reviews", ig.get_reviews)
+    app.router.add_post("/v1/reviews/{delivery_id}/approve", ig.approve_review)
+    app.router.add_post("/v1/reviews/{delivery_id}/reject", ig.reject_review)
+    app.router.add_post("/v1/admin/policy/reload", ig.reload_policy)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
@@ -109,7 +124,22 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             )
         ]
     )
+    svc.consents.load(await svc.backend.all_consents())
     svc.dispatcher.start()
+    s = svc.deployment.settings
+    tasks = [
+        asyncio.create_task(
+            background.every(s.review_check_seconds, background.escalation_job(svc), "escalate-reviews")
+        )
+    ]
+    if s.policy_watch_seconds > 0:
+        tasks.append(
+            asyncio.create_task(
+                background.every(
+                    s.policy_watch_seconds, await background.policy_watch_job(svc), "policy-watch"
+                )
+            )
+        )
     log.info(
         "gateway.started",
         policy_version=svc.policy.current.version,
@@ -119,6 +149,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await background.stop(tasks)
         await svc.dispatcher.stop()
         await svc.backend.close()
         log.info("gateway.stopped")

@@ -94,6 +94,10 @@ class Settings:
     max_body_bytes: int = 256 * 1024
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     operators: tuple[Operator, ...] = ()
+    policy_watch_seconds: float = 2.0
+    """Reload the policy when its files change (0 turns the watch off)."""
+    review_check_seconds: float = 30.0
+    """How often held decisions are checked against their deadline."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,8 @@ def load_settings(config_dir: Path) -> Settings:
         max_body_bytes=int(raw.get("limits", {}).get("max_body_bytes", 256 * 1024)),
         delivery=DeliverySettings(**raw.get("delivery", {})),
         operators=tuple(Operator(o["id"], o["role"], o["token_sha256"]) for o in raw.get("operators", ())),
+        policy_watch_seconds=float(raw.get("policy_watch_seconds", 2.0)),
+        review_check_seconds=float(raw.get("review_check_seconds", 30.0)),
     )
 
 

@@ -41,6 +41,12 @@ class Metrics:
         self.circuit_open = Gauge(
             "gateway_circuit_open", "1 while a partner's circuit is open", ["recipient"], registry=r
         )
+        self.reviews_escalated = Counter(
+            "gateway_reviews_escalated",
+            "Held decisions past their deadline",
+            ["recipient", "review_role"],
+            registry=r,
+        )
         self.ingest_seconds = Histogram(
             "gateway_ingest_seconds", "POST to durable 202", buckets=LATENCY_BUCKETS, registry=r
         )

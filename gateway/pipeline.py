@@ -19,7 +19,16 @@ import structlog
 
 from adapters import AdapterRegistry
 from canonical import Message, Violation
-from consent import Decision, PolicySnapshot, candidates, decide, redact, unknown_named_recipients
+from consent import (
+    ConsentView,
+    Decision,
+    Effect,
+    PolicySnapshot,
+    candidates,
+    decide,
+    redact,
+    unknown_named_recipients,
+)
 from gateway.audit import AuditEvent
 from gateway.config import PartnerRuntime
 from gateway.crypto import Keyring
@@ -65,8 +74,10 @@ class Pipeline:
         partners: Mapping[str, PartnerRuntime],
         metrics: Metrics,
         notify: Callable[[str], None],
+        consents: ConsentView | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._consents = consents
         self._store = store
         self._keyring = keyring
         self._adapters = adapters
@@ -133,7 +144,7 @@ class Pipeline:
             )
         )
         for recipient in candidate_list:
-            decision = decide(message, recipient, policy, now)
+            decision = decide(message, recipient, policy, now, self._consents)
             decision_id = new_id("dec")
             decisions.append(
                 DecisionRecord(
@@ -145,10 +156,11 @@ class Pipeline:
                     decision.agreement_id,
                     tuple(sorted(decision.released)),
                     decision.policy_version,
+                    decision.as_dict(),
                 )
             )
             event_data: dict[str, object] = {"decision_id": decision_id, **decision.as_dict()}
-            if decision.permitted:
+            if decision.effect in (Effect.PERMIT, Effect.REVIEW):
                 delivery = self._delivery(message, decision, decision_id, subjects)
                 deliveries.append(delivery)
                 event_data["delivery_id"] = delivery.delivery_id
@@ -245,6 +257,9 @@ class Pipeline:
             payload=self._keyring.seal(payload, delivery_id),
             max_attempts=partner.delivery.settings.max_attempts,
             dead_error=dead_error,
+            consent_records=decision.consent_records,
+            review_role=decision.review_role,
+            review_deadline=decision.review_deadline.timestamp() if decision.review_deadline else None,
         )
 
 

@@ -82,7 +82,10 @@ class RecordingReceiver:
 
     async def _receive(self, request: web.Request) -> web.Response:
         partner = request.match_info["partner"]
-        self.attempts[partner] = self.attempts.get(partner, 0) + 1
+        assert self._changed is not None
+        async with self._changed:
+            self.attempts[partner] = self.attempts.get(partner, 0) + 1
+            self._changed.notify_all()
         behaviour = self.behaviour.get(partner, Behaviour())
         if behaviour.delay:
             await asyncio.sleep(behaviour.delay)

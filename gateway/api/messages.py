@@ -103,15 +103,25 @@ async def get_message(request: web.Request) -> web.Response:
 
 
 def overall_status(delivery_states: list[str | None]) -> str:
-    """One word for the sender: ``decided`` (nothing to deliver: every candidate denied),
-    ``queued`` (a delivery is still open), ``delivered`` (all delivered), ``failed`` (none
-    open, at least one dead-lettered or discarded)."""
+    """One word for the sender (each recipient's own state is listed beside it):
+
+    ``decided``    nothing to deliver: every candidate was denied
+    ``queued``     a delivery is waiting or in flight
+    ``held``       nothing in flight, but a delivery is held for review
+    ``delivered``  every delivery arrived
+    ``failed``     none open, and a delivery was dead-lettered or discarded
+    ``closed``     none open, and a delivery was withdrawn (consent) or rejected (review)
+    """
     states = set(delivery_states)
     if not states:
         return "decided"
     if states & {"ready", "leased"}:
         return "queued"
-    return "delivered" if states == {"delivered"} else "failed"
+    if "held" in states:
+        return "held"
+    if states == {"delivered"}:
+        return "delivered"
+    return "failed" if states & {"dead", "discarded"} else "closed"
 
 
 async def get_inbox(request: web.Request) -> web.Response:

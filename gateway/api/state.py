@@ -10,6 +10,7 @@ from aiohttp import web
 from adapters import AdapterRegistry
 from gateway.api.auth import Authenticator
 from gateway.config import Deployment
+from gateway.consents import GatewayConsents
 from gateway.crypto import Keyring
 from gateway.delivery.dispatcher import Dispatcher
 from gateway.metrics import Metrics
@@ -28,6 +29,7 @@ class Services:
     auth: Authenticator
     pipeline: Pipeline
     dispatcher: Dispatcher
+    consents: GatewayConsents
 
 
 SERVICES = web.AppKey("services", Services)

@@ -20,8 +20,8 @@ Contracts every backend MUST keep:
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.audit import AuditEvent, AuditRecord
@@ -34,6 +34,15 @@ class DeliveryState(enum.StrEnum):
     DELIVERED = "delivered"
     DEAD = "dead"
     DISCARDED = "discarded"
+    HELD = "held"
+    """Held for review (consent not recorded): waits for a named role; never sent by default."""
+    WITHDRAWN = "withdrawn"
+    """Cancelled before delivery because the consent it relied on was refused or withdrawn."""
+    REJECTED = "rejected"
+    """A reviewer rejected the held delivery."""
+
+
+OPEN_STATES = frozenset({DeliveryState.READY, DeliveryState.LEASED, DeliveryState.HELD})
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +69,8 @@ class DecisionRecord:
     agreement_id: str | None
     released: tuple[str, ...]
     policy_version: str
+    detail: Mapping[str, object] = field(default_factory=dict)
+    """The decision's structured explanation (no personal data)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +85,11 @@ class DeliveryRecord:
     max_attempts: int
     dead_error: str | None = None
     """Set when the payload could not be rendered: the delivery is stored dead-lettered."""
+    consent_records: tuple[str, ...] = ()
+    """Consent records the release relies on; refusing or withdrawing one cancels it."""
+    review_role: str | None = None
+    """Set for a held delivery: who must approve it."""
+    review_deadline: float | None = None
 
 
 RENDER_FAILED_MEDIA_TYPE = "application/x-gateway-render-failed"
@@ -129,6 +145,35 @@ class QueueStats:
     delivered: int
     dead: int
     oldest_ready_age_seconds: float
+    held: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HeldDelivery:
+    delivery_id: str
+    message_id: str
+    recipient: str
+    review_role: str
+    review_deadline: float
+    escalated: bool
+    decision: dict[str, object]
+    """The decision's structured explanation (no personal data)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredConsent:
+    """A consent record as stored: the subject only as a keyed pseudonym."""
+
+    record_id: str
+    subject: str
+    purpose: str
+    scope: str
+    state: str
+    decided_by: str
+    recorded_at: float
+    expires_at: float | None
+    evidence_ref: str | None
+    recorded_by: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,3 +240,15 @@ class Backend(Store, Queue, Protocol):
 
     async def rewrap(self, keyring: Keyring) -> int:
         """Re-seal every payload not under the keyring's active key."""
+
+    async def record_consent(self, record: StoredConsent, recipients_in_scope: Sequence[str]) -> list[str]:
+        """Store a consent record; a refusal or withdrawal cancels, in the same transaction,
+        the open deliveries in scope that relied on the subject's consent for that purpose."""
+
+    async def consents_for(self, subject: str) -> list[StoredConsent]: ...
+    async def consent(self, record_id: str) -> StoredConsent | None: ...
+    async def all_consents(self) -> list[StoredConsent]: ...
+    async def held(self, limit: int = 500) -> list[HeldDelivery]: ...
+    async def resolve_review(self, delivery_id: str, approve: bool, reason: str, actor: str) -> bool: ...
+    async def escalate_overdue(self) -> list[HeldDelivery]:
+        """Mark overdue held deliveries escalated (audited); they stay held."""

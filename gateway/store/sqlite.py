@@ -15,19 +15,14 @@ it, so the chain stays linear with several writers.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import sqlite3
-import time
 from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.audit import GENESIS, AuditEvent, AuditRecord, canonical_json, chain_hash
+from gateway.audit import AuditEvent, AuditRecord, canonical_json
 from gateway.crypto import Keyring, Sealed
 from gateway.store.base import (
     AcceptOutcome,
@@ -42,7 +37,8 @@ from gateway.store.base import (
     QueueStats,
     RecipientStatus,
 )
-from gateway.store.writer import GroupCommitWriter, connect
+from gateway.store.sqlite_common import append_audit, wall_clock
+from gateway.store.sqlite_consent import ConsentAndReviewOps
 
 T = TypeVar("T")
 
@@ -73,7 +69,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     rule TEXT NOT NULL,
     agreement_id TEXT,
     released TEXT NOT NULL,
-    policy_version TEXT NOT NULL
+    policy_version TEXT NOT NULL,
+    detail TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS decisions_by_message ON decisions(message_id);
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -95,8 +92,28 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_error TEXT,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
-    delivered_at REAL
+    delivered_at REAL,
+    consent_records TEXT,
+    review_role TEXT,
+    review_deadline REAL,
+    escalated INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS deliveries_held ON deliveries(review_deadline) WHERE state = 'held';
+CREATE INDEX IF NOT EXISTS deliveries_relying_on_consent ON deliveries(seq)
+    WHERE consent_records IS NOT NULL AND state IN ('ready', 'leased', 'held');
+CREATE TABLE IF NOT EXISTS consents (
+    id TEXT PRIMARY KEY,
+    subject TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    state TEXT NOT NULL,
+    decided_by TEXT NOT NULL,
+    recorded_at REAL NOT NULL,
+    expires_at REAL,
+    evidence_ref TEXT,
+    recorded_by TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS consents_by_subject ON consents(subject, purpose);
 CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries(recipient, state, seq);
 CREATE INDEX IF NOT EXISTS deliveries_open_by_order
     ON deliveries(order_key, seq) WHERE state IN ('ready', 'leased');
@@ -122,80 +139,16 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 _OPEN_STATES = (DeliveryState.READY.value, DeliveryState.LEASED.value)
 
 
-def _now() -> float:
-    return time.time()
+def _initial_state(d: DeliveryRecord) -> DeliveryState:
+    if d.dead_error:
+        return DeliveryState.DEAD
+    return DeliveryState.HELD if d.review_role else DeliveryState.READY
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
-
-
-def append_audit(conn: sqlite3.Connection, events: Sequence[AuditEvent], at: float | None = None) -> None:
-    """Append events to the chain. MUST run inside the caller's write transaction."""
-    if not events:
-        return
-    row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, prev = (row[0], row[1]) if row else (0, GENESIS)
-    when = _iso(at if at is not None else _now())
-    rows = []
-    for ev in events:
-        seq += 1
-        data_json = canonical_json(dict(ev.data))
-        digest = chain_hash(prev, seq, when, ev, data_json)
-        rows.append((seq, when, ev.kind, ev.message_id, ev.partner, ev.actor, data_json, prev, digest))
-        prev = digest
-    conn.executemany("INSERT INTO audit VALUES (?,?,?,?,?,?,?,?,?)", rows)
-
-
-class SqliteBackend:
+class SqliteBackend(ConsentAndReviewOps):
     """``Store`` + ``Queue`` on one SQLite file."""
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
-        if synchronous not in {"FULL", "NORMAL", "EXTRA"}:
-            raise ValueError("synchronous must be FULL, EXTRA or NORMAL")
-        self.path = path
-        self._writer = GroupCommitWriter(path, synchronous=synchronous)
-        self._reader: ThreadPoolExecutor | None = None
-        self._read_conn: sqlite3.Connection | None = None
-        self._synchronous = synchronous
-
-    # -- lifecycle ---------------------------------------------------------------------
-
-    async def open(self) -> None:
-        await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
-        await asyncio.to_thread(self._writer.start, lambda conn: conn.executescript(SCHEMA))
-        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
-        self._read_conn = await self._in_reader(lambda: connect(self.path, self._synchronous))
-
-    async def close(self) -> None:
-        await self._writer.stop()
-        if self._reader is not None:
-            conn = self._read_conn
-            if conn is not None:
-                await self._in_reader(conn.close)
-            reader, self._reader = self._reader, None
-            await asyncio.to_thread(reader.shutdown, wait=True)
-
-    async def _in_reader(self, fn: Any) -> Any:
-        assert self._reader is not None, "store is not open"
-        return await asyncio.get_running_loop().run_in_executor(self._reader, fn)
-
-    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        def run() -> list[tuple[Any, ...]]:
-            assert self._read_conn is not None
-            return self._read_conn.execute(sql, params).fetchall()
-
-        rows: list[tuple[Any, ...]] = await self._in_reader(run)
-        return rows
-
-    async def ping(self) -> None:
-        await self._read("SELECT 1")
-        await self._writer.run(lambda conn: conn.execute("SELECT 1").fetchone())
-
-    @property
-    def commit_stats(self) -> tuple[int, int]:
-        """(batches, operations) committed so far: operations per batch shows group commit."""
-        return self._writer.batches, self._writer.operations
+    schema = SCHEMA
 
     # -- Store -------------------------------------------------------------------------
 
@@ -216,7 +169,7 @@ class SqliteBackend:
                     if row[0] != inbound.body_sha256:
                         raise IdempotencyMismatch(row[1])
                     return AcceptOutcome(row[1], duplicate=True)
-            now = _now()
+            now = wall_clock()
             conn.execute(
                 "INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?)",
                 (
@@ -237,7 +190,7 @@ class SqliteBackend:
                     (inbound.source, inbound.idempotency_key, inbound.body_sha256, inbound.message_id),
                 )
             conn.executemany(
-                "INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         d.decision_id,
@@ -248,6 +201,7 @@ class SqliteBackend:
                         d.agreement_id,
                         json.dumps(list(d.released)),
                         d.policy_version,
+                        canonical_json(dict(d.detail)),
                     )
                     for d in decisions
                 ],
@@ -255,7 +209,8 @@ class SqliteBackend:
             conn.executemany(
                 "INSERT INTO deliveries (id, message_id, decision_id, recipient, order_key, state,"
                 " max_attempts, next_attempt_at, media_type, key_id, payload, created_at, updated_at,"
-                " last_error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " last_error, consent_records, review_role, review_deadline)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         d.delivery_id,
@@ -263,7 +218,7 @@ class SqliteBackend:
                         d.decision_id,
                         d.recipient,
                         d.order_key,
-                        (DeliveryState.DEAD if d.dead_error else DeliveryState.READY).value,
+                        _initial_state(d).value,
                         d.max_attempts,
                         now,
                         d.media_type,
@@ -272,6 +227,9 @@ class SqliteBackend:
                         now,
                         now,
                         d.dead_error,
+                        json.dumps(list(d.consent_records)) if d.consent_records else None,
+                        d.review_role,
+                        d.review_deadline,
                     )
                     for d in deliveries
                 ],
@@ -326,7 +284,7 @@ class SqliteBackend:
 
     async def lease(self, recipient: str, limit: int, lease_seconds: float) -> list[Lease]:
         def op(conn: sqlite3.Connection) -> list[Lease]:
-            now = _now()
+            now = wall_clock()
             until = now + lease_seconds
             token = secrets.token_hex(8)
             # Leases whose holder died or overran return to the queue first, so one query
@@ -362,7 +320,7 @@ class SqliteBackend:
 
     async def complete(self, lease: Lease, audit: AuditEvent) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
-            now = _now()
+            now = wall_clock()
             cur = conn.execute(
                 "UPDATE deliveries SET state='delivered', delivered_at=?, updated_at=?, lease_token=NULL"
                 " WHERE id=? AND state='leased' AND lease_token=?",
@@ -379,7 +337,7 @@ class SqliteBackend:
         """A pull partner acknowledges a delivery it fetched (any lease of its own)."""
 
         def op(conn: sqlite3.Connection) -> bool:
-            now = _now()
+            now = wall_clock()
             row = conn.execute(
                 "UPDATE deliveries SET state='delivered', delivered_at=?, updated_at=?, lease_token=NULL"
                 " WHERE id=? AND recipient=? AND state='leased' RETURNING message_id",
@@ -394,7 +352,7 @@ class SqliteBackend:
 
     async def fail(self, lease: Lease, error_code: str, retry_at: float | None, audit: AuditEvent) -> str:
         def op(conn: sqlite3.Connection) -> str:
-            now = _now()
+            now = wall_clock()
             dead = retry_at is None or lease.attempt >= lease.max_attempts
             state = DeliveryState.DEAD if dead else DeliveryState.READY
             cur = conn.execute(
@@ -442,11 +400,11 @@ class SqliteBackend:
         return await self._writer.run(op)
 
     async def stats(self) -> list[QueueStats]:
-        now = _now()
+        now = wall_clock()
         rows = await self._read(
             "SELECT recipient,"
             " SUM(state='ready'), SUM(state='leased'), SUM(state='delivered'), SUM(state='dead'),"
-            " MIN(CASE WHEN state IN ('ready','leased') THEN created_at END)"
+            " MIN(CASE WHEN state IN ('ready','leased') THEN created_at END), SUM(state='held')"
             " FROM deliveries GROUP BY recipient ORDER BY recipient"
         )
         return [
@@ -457,6 +415,7 @@ class SqliteBackend:
                 r[3] or 0,
                 r[4] or 0,
                 max(0.0, now - r[5]) if r[5] is not None else 0.0,
+                r[6] or 0,
             )
             for r in rows
         ]
@@ -478,7 +437,7 @@ class SqliteBackend:
         self, delivery_id: str, new_state: DeliveryState, kind: str, reason: str, actor: str
     ) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
-            now = _now()
+            now = wall_clock()
             row = conn.execute(
                 "SELECT message_id, recipient, attempts, last_error FROM deliveries"
                 " WHERE id=? AND state='dead'",

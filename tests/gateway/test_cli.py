@@ -12,7 +12,8 @@ import pytest
 from gateway.audit import AuditEvent
 from gateway.cli import build_parser, main
 from gateway.crypto import Keyring, Sealed
-from gateway.store.sqlite import SCHEMA, append_audit
+from gateway.store.sqlite import SCHEMA
+from gateway.store.sqlite_common import append_audit
 from tests.support import write_deployment
 
 COMMANDS = [

@@ -1,0 +1,190 @@
+"""The SQLite backend's consent registry and review queue.
+
+Recording a refusal or withdrawal and cancelling the deliveries that relied on the
+consent happen in ONE transaction: once the API answers, no such delivery can be leased.
+(A delivery already on the wire at that instant may still arrive: the lease-holder's
+completion then finds it withdrawn and records nothing; recipients are told by the
+``delivery.withdrawn`` audit trail, not by a second message.)
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.audit import AuditEvent
+from gateway.store.base import HeldDelivery, StoredConsent
+from gateway.store.sqlite_common import SqliteConnections, append_audit, wall_clock
+
+_CONSENT_COLUMNS = (
+    "id, subject, purpose, scope, state, decided_by, recorded_at, expires_at, evidence_ref, recorded_by"
+)
+
+
+class ConsentAndReviewOps(SqliteConnections):
+    # -- consent registry ----------------------------------------------------------------
+
+    async def record_consent(self, record: StoredConsent, recipients_in_scope: Sequence[str]) -> list[str]:
+        """Store a consent record. If it refuses or withdraws, cancel (state ``withdrawn``) every
+        open delivery to ``recipients_in_scope`` whose release relied on a consent record of
+        the same subject and purpose. Returns the cancelled delivery ids."""
+
+        def op(conn: sqlite3.Connection) -> list[str]:
+            now = wall_clock()
+            conn.execute(
+                f"INSERT INTO consents ({_CONSENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",  # noqa: S608
+                (
+                    record.record_id,
+                    record.subject,
+                    record.purpose,
+                    record.scope,
+                    record.state,
+                    record.decided_by,
+                    record.recorded_at,
+                    record.expires_at,
+                    record.evidence_ref,
+                    record.recorded_by,
+                ),
+            )
+            events = [
+                AuditEvent(
+                    "consent.recorded",
+                    {
+                        "record_id": record.record_id,
+                        "subject": record.subject,
+                        "purpose": record.purpose,
+                        "scope": record.scope,
+                        "state": record.state,
+                        "decided_by": record.decided_by,
+                        "expires_at": record.expires_at,
+                    },
+                    None,
+                    None,
+                    record.recorded_by,
+                )
+            ]
+            cancelled: list[tuple[str, str, str]] = []
+            if record.state != "given" and recipients_in_scope:
+                related = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT id FROM consents WHERE subject=? AND purpose=?",
+                        (record.subject, record.purpose),
+                    )
+                ]
+                marks = ",".join("?" * len(related))
+                scope_marks = ",".join("?" * len(recipients_in_scope))
+                cancelled = conn.execute(
+                    f"UPDATE deliveries SET state='withdrawn', updated_at=?, lease_token=NULL"  # noqa: S608 - placeholders only
+                    f" WHERE consent_records IS NOT NULL AND state IN ('ready','leased','held')"
+                    f" AND recipient IN ({scope_marks})"
+                    " AND EXISTS (SELECT 1 FROM json_each(deliveries.consent_records)"
+                    f" WHERE value IN ({marks}))"
+                    " RETURNING id, message_id, recipient",
+                    (now, *recipients_in_scope, *related),
+                ).fetchall()
+                events += [
+                    AuditEvent(
+                        "delivery.withdrawn",
+                        {
+                            "delivery_id": d,
+                            "consent_record": record.record_id,
+                            "reason": f"consent {record.state}",
+                        },
+                        m,
+                        r,
+                        record.recorded_by,
+                    )
+                    for d, m, r in cancelled
+                ]
+            append_audit(conn, events, now)
+            return [c[0] for c in cancelled]
+
+        return await self._writer.run(op)
+
+    async def consents_for(self, subject: str) -> list[StoredConsent]:
+        rows = await self._read(
+            f"SELECT {_CONSENT_COLUMNS} FROM consents WHERE subject=?"  # noqa: S608
+            " ORDER BY recorded_at",
+            (subject,),
+        )
+        return [StoredConsent(*r) for r in rows]
+
+    async def consent(self, record_id: str) -> StoredConsent | None:
+        rows = await self._read(f"SELECT {_CONSENT_COLUMNS} FROM consents WHERE id=?", (record_id,))  # noqa: S608
+        return StoredConsent(*rows[0]) if rows else None
+
+    async def all_consents(self) -> list[StoredConsent]:
+        rows = await self._read(f"SELECT {_CONSENT_COLUMNS} FROM consents")  # noqa: S608
+        return [StoredConsent(*r) for r in rows]
+
+    # -- review queue --------------------------------------------------------------------
+
+    async def held(self, limit: int = 500) -> list[HeldDelivery]:
+        rows = await self._read(
+            "SELECT q.id, q.message_id, q.recipient, q.review_role, q.review_deadline, q.escalated, d.detail"
+            " FROM deliveries q JOIN decisions d ON d.id = q.decision_id"
+            " WHERE q.state='held' ORDER BY q.review_deadline LIMIT ?",
+            (limit,),
+        )
+        return [HeldDelivery(r[0], r[1], r[2], r[3], r[4], bool(r[5]), json.loads(r[6])) for r in rows]
+
+    async def resolve_review(self, delivery_id: str, approve: bool, reason: str, actor: str) -> bool:
+        """Approve (-> ready, delivered as decided) or reject (-> rejected) a held delivery."""
+
+        def op(conn: sqlite3.Connection) -> bool:
+            now = wall_clock()
+            row = conn.execute(
+                "UPDATE deliveries SET state=?, next_attempt_at=?, updated_at=? WHERE id=? AND state='held'"
+                " RETURNING message_id, recipient",
+                ("ready" if approve else "rejected", now, now, delivery_id),
+            ).fetchone()
+            if row is None:
+                return False
+            append_audit(
+                conn,
+                [
+                    AuditEvent(
+                        "review.approved" if approve else "review.rejected",
+                        {"delivery_id": delivery_id, "reason": reason},
+                        row[0],
+                        row[1],
+                        actor,
+                    )
+                ],
+                now,
+            )
+            return True
+
+        return await self._writer.run(op)
+
+    async def escalate_overdue(self) -> list[HeldDelivery]:
+        """Mark held deliveries past their deadline as escalated (once each, audited). They stay
+        held: a deadline never shares anything."""
+
+        def op(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            now = wall_clock()
+            rows = conn.execute(
+                "UPDATE deliveries SET escalated=1, updated_at=? WHERE state='held' AND escalated=0"
+                " AND review_deadline < ? RETURNING id, message_id, recipient, review_role, review_deadline",
+                (now, now),
+            ).fetchall()
+            append_audit(
+                conn,
+                [
+                    AuditEvent(
+                        "review.escalated",
+                        {"delivery_id": r[0], "review_role": r[3], "deadline": r[4]},
+                        r[1],
+                        r[2],
+                    )
+                    for r in rows
+                ],
+                now,
+            )
+            return rows
+
+        rows = await self._writer.run(op)
+        return [HeldDelivery(r[0], r[1], r[2], r[3], r[4], True, {}) for r in rows]
