@@ -7,7 +7,6 @@ and stored only as keyed pseudonyms; answers never echo the identifier back.
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +14,7 @@ from aiohttp import web
 
 from canonical import Identifier, InvalidInput, Violation
 from canonical.validate import schema_validator, schema_violations
+from gateway.api.bodies import json_body, reason_of
 from gateway.api.state import SERVICES, Services
 from gateway.audit import AuditEvent
 from gateway.config import load_policy
@@ -23,25 +23,7 @@ from gateway.ids import new_id
 from gateway.store.base import StoredConsent
 
 IG_ROLES = frozenset({"ig-lead", "admin"})
-MAX_BODY = 16 * 1024
 SECTORS = frozenset({"police", "health", "education", "social-care", "local-authority", "voluntary"})
-
-
-async def _json_body(request: web.Request) -> Any:
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise InvalidInput([Violation("/", "max-body-bytes", f"at most {MAX_BODY} bytes")])
-    try:
-        return json.loads(raw or b"{}")
-    except ValueError:
-        raise InvalidInput([Violation("/", "json-syntax", "the body must be a JSON object")]) from None
-
-
-def _reason(body: Any) -> str:
-    reason = body.get("reason") if isinstance(body, dict) else None
-    if not isinstance(reason, str) or not reason.strip() or len(reason) > 500:
-        raise InvalidInput([Violation("/reason", "required", "a reason of 1 to 500 characters is required")])
-    return reason.strip()
 
 
 def _scope_recipients(svc: Services, scope: str) -> list[str]:
@@ -58,7 +40,7 @@ def _timestamp(value: str | None, default: float | None) -> float | None:
 async def post_consent(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     actor = svc.auth.operator(request, IG_ROLES)
-    body = await _json_body(request)
+    body = await json_body(request)
     problems = schema_violations(schema_validator("consent-record.schema.json"), body)
     if problems:
         raise InvalidInput(problems, adapter="consent-record")
@@ -104,8 +86,8 @@ async def withdraw_consent(request: web.Request) -> web.Response:
     and scope, effective at once (queued deliveries relying on it are cancelled)."""
     svc = request.app[SERVICES]
     actor = svc.auth.operator(request, IG_ROLES)
-    body = await _json_body(request)
-    reason = _reason(body)
+    body = await json_body(request)
+    reason = reason_of(body)
     original = await svc.backend.consent(request.match_info["record_id"])
     if original is None:
         raise NotFound("no consent record with this id")
@@ -193,7 +175,7 @@ async def reject_review(request: web.Request) -> web.Response:
 async def _resolve_review(request: web.Request, *, approve: bool) -> web.Response:
     svc = request.app[SERVICES]
     actor = svc.auth.operator(request, IG_ROLES)
-    reason = _reason(await _json_body(request))
+    reason = reason_of(await json_body(request))
     delivery_id = request.match_info["delivery_id"]
     if not await svc.backend.resolve_review(delivery_id, approve, reason, f"ig:{actor}"):
         raise NotFound("no held delivery with this id")

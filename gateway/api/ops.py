@@ -3,12 +3,9 @@ nothing here returns message content, and replay/discard require a reason that i
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from aiohttp import web
 
-from canonical import InvalidInput, Violation
+from gateway.api.bodies import read_reason
 from gateway.api.state import SERVICES
 from gateway.errors import NotFound
 
@@ -61,23 +58,6 @@ async def get_dead_letters(request: web.Request) -> web.Response:
     )
 
 
-async def _reason(request: web.Request) -> str:
-    try:
-        body: Any = json.loads(await request.read() or b"{}")
-    except ValueError:
-        raise InvalidInput([Violation("/", "json-syntax", "send a JSON object with a 'reason'")]) from None
-    reason = body.get("reason") if isinstance(body, dict) else None
-    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
-        raise InvalidInput(
-            [
-                Violation(
-                    "/reason", "required", f"a reason of 1 to {MAX_REASON} characters is required and audited"
-                )
-            ]
-        )
-    return reason.strip()
-
-
 async def replay_dead_letter(request: web.Request) -> web.Response:
     return await _resolve(request, replay=True)
 
@@ -89,7 +69,7 @@ async def discard_dead_letter(request: web.Request) -> web.Response:
 async def _resolve(request: web.Request, *, replay: bool) -> web.Response:
     svc = request.app[SERVICES]
     operator = svc.auth.operator(request, OPERATOR_ROLES)
-    reason = await _reason(request)
+    reason = await read_reason(request)
     delivery_id = request.match_info["delivery_id"]
     action = svc.backend.replay if replay else svc.backend.discard
     if not await action(delivery_id, reason, f"operator:{operator}"):
