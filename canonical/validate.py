@@ -7,11 +7,12 @@ child's address.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime
 from functools import cache
 from typing import Any
 
+import fastjsonschema
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 from stdnum.exceptions import ValidationError as StdnumError
@@ -46,6 +47,79 @@ def schema_validator(name: str) -> Draft202012Validator:
     schema = schemas.load(name)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(inline_local_refs(schema), format_checker=_format_checker)
+
+
+# Keywords whose meaning is the same in draft 7 and 2020-12. ``fast_check`` refuses a schema
+# that uses any other, so a future schema change cannot silently weaken the fast path.
+_SAME_IN_DRAFT_7 = frozenset(
+    {
+        "$schema", "$id", "$defs", "title", "description", "type", "properties", "required",
+        "additionalProperties", "items", "enum", "const", "format", "pattern", "minLength",
+        "maxLength", "minItems", "maxItems", "maxProperties", "minimum", "maximum", "uniqueItems",
+        "oneOf", "anyOf", "not",
+    }
+)  # fmt: skip
+
+
+def _conforms(checker: Callable[[object], bool]) -> Callable[[object], bool]:
+    def check(value: object) -> bool:
+        try:
+            return checker(value)
+        except ValueError:
+            return False
+
+    return check
+
+
+@cache
+def fast_check(name: str) -> Callable[[Any], bool]:
+    """A compiled yes/no check of one schema, for the accept path.
+
+    ``jsonschema`` stays the authority: it validates the policy and explains every rejection.
+    It interprets the schema afresh on each call (about 0.6 ms for a canonical message on
+    the reference machine), so the accept path first asks a ``fastjsonschema`` function
+    compiled once from the same schema file with the same format functions (about 30 µs); only a
+    document it rejects goes to ``jsonschema`` for the precise violations, and if
+    ``jsonschema`` finds none the document is accepted. A differential property test keeps
+    the two in agreement.
+    """
+    schema = inline_local_refs(schemas.load(name))
+    unknown = _keywords(schema) - _SAME_IN_DRAFT_7
+    if unknown:
+        raise ValueError(f"{name}: the fast check does not support {sorted(unknown)}")
+    draft7 = {k: v for k, v in schema.items() if k not in {"$schema", "$defs", "$id"}}
+    compiled = fastjsonschema.compile(
+        {"$schema": "http://json-schema.org/draft-07/schema#", **draft7},
+        formats={"date": _conforms(_is_date), "date-time": _conforms(_is_date_time)},
+        use_default=False,
+        detailed_exceptions=False,
+    )
+
+    def conforms(document: Any) -> bool:
+        try:
+            compiled(document)
+        except fastjsonschema.JsonSchemaValueException:
+            return False
+        return True
+
+    return conforms
+
+
+def _keywords(schema: Any) -> set[str]:
+    """Every keyword used in a schema (property *names* under ``properties`` excluded)."""
+    found: set[str] = set()
+    if isinstance(schema, list):
+        for s in schema:
+            found |= _keywords(s)
+    elif isinstance(schema, dict):
+        for key, value in schema.items():
+            found.add(key)
+            if key in {"properties", "$defs"}:
+                for sub in value.values():
+                    found |= _keywords(sub)
+            elif key not in {"enum", "const", "required", "description", "title"}:
+                found |= _keywords(value)
+    return found
 
 
 def inline_local_refs(schema: Any, root: Any = None) -> Any:
@@ -125,9 +199,11 @@ def schema_violations(validator: Draft202012Validator, document: Any) -> list[Vi
 
 def canonical_violations(document: Any, dictionary: DataDictionary) -> list[Violation]:
     """Schema violations first; if the shape is right, the semantic rules."""
-    found = schema_violations(schema_validator("canonical-message.schema.json"), document)
-    if found:
-        return found
+    name = "canonical-message.schema.json"
+    if not fast_check(name)(document):
+        found = schema_violations(schema_validator(name), document)
+        if found:
+            return found
     return list(_semantic_violations(document, dictionary))
 
 

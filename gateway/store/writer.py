@@ -121,16 +121,23 @@ class GroupCommitWriter:
             results = [(job, None, exc) for job in batch]
         self.batches += 1
         self.operations += len(batch)
-        for job, value, error in results:
+        # One wake-up per event loop per batch, not per operation: each cross-thread wake-up
+        # is a socket write, and re-taking the GIL after it can cost the writer a whole
+        # switch interval while the loop is busy.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any, BaseException | None]]] = {}
+        for result in results:
+            by_loop.setdefault(result[0].loop, []).append(result)
+        for loop, resolved in by_loop.items():
             # If the caller's loop has closed, the effect is committed all the same.
             with contextlib.suppress(RuntimeError):
-                job.loop.call_soon_threadsafe(_resolve, job.future, value, error)
+                loop.call_soon_threadsafe(_resolve_all, resolved)
 
 
-def _resolve(fut: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
-    if fut.cancelled():
-        return
-    if error is not None:
-        fut.set_exception(error)
-    else:
-        fut.set_result(value)
+def _resolve_all(results: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    for job, value, error in results:
+        if job.future.cancelled():
+            continue
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(value)

@@ -6,9 +6,11 @@ import copy
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from canonical import Message, default_dictionary
-from canonical.validate import canonical_violations
+from canonical.validate import canonical_violations, fast_check, schema_validator
 from tests.support import sample_message
 
 
@@ -112,3 +114,89 @@ class TestModel:
         no_contacts = copy.deepcopy(sample_message())
         del no_contacts["people"][1]["contacts"]
         assert "identity.contact" not in Message.from_dict(no_contacts).categories()
+
+
+# --- the accept path's compiled check agrees with jsonschema --------------------------------
+
+_JSON_LEAF = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=3),
+    st.text(min_size=200, max_size=600),
+    st.sampled_from(
+        [
+            "2026-11-21T21:40:00Z",
+            "2026-11-21T21:40:00",
+            "2026-13-01T00:00:00+00:00",
+            "2026-02-29",
+            "2024-02-29",
+            "",
+            "child",
+            "nhs-number",
+            "9990000018",
+            "event.summary",
+        ]
+    ),
+)
+_JSON = st.recursive(
+    _JSON_LEAF,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def _locations(doc: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every container path in a document (where a mutation can happen)."""
+    out = [path]
+    items = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else []
+    for key, value in items:
+        if isinstance(value, dict | list):
+            out += _locations(value, (*path, key))
+        else:
+            out.append((*path, key))
+    return out
+
+
+@st.composite
+def mutated_messages(draw: st.DrawFn) -> Any:
+    doc = sample_message()
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(_locations(doc)))
+        if not path:
+            continue
+        parent = doc
+        for key in path[:-1]:
+            parent = parent[key]
+        action = draw(st.sampled_from(["replace", "delete", "add"]))
+        if action == "replace":
+            parent[path[-1]] = draw(_JSON)
+        elif action == "delete" and isinstance(parent, dict):
+            del parent[path[-1]]
+        elif action == "add" and isinstance(parent, dict):
+            parent[draw(st.sampled_from(["extra", "ref", "role", "value", "labels"]))] = draw(_JSON)
+    return doc
+
+
+class TestFastCheckAgreesWithJsonschema:
+    NAME = "canonical-message.schema.json"
+
+    @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(mutated_messages())
+    def test_same_verdict_on_mutated_messages(self, doc: Any) -> None:
+        assert fast_check(self.NAME)(doc) == schema_validator(self.NAME).is_valid(doc)
+
+    def test_a_schema_keyword_it_cannot_check_is_refused(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import schemas
+
+        fast_check.cache_clear()
+        original = schemas.load(self.NAME)
+        monkeypatch.setattr(schemas, "load", lambda name: {**original, "unevaluatedProperties": False})
+        try:
+            with pytest.raises(ValueError, match="unevaluatedProperties"):
+                fast_check(self.NAME)
+        finally:
+            fast_check.cache_clear()

@@ -1,0 +1,354 @@
+"""End-to-end benchmark: HTTP ingest -> decision for 2 recipients -> durable enqueue ->
+signed webhook delivery to a loopback receiver.
+
+Three processes besides this one's load generator, all on loopback:
+
+* the gateway (``python -m gateway serve``) on a copy of the example deployment, SQLite in
+  WAL mode with ``synchronous=FULL`` (every group commit is fsync'd before any 202 it covers);
+* a receiver that records (partner, webhook-id, arrival time) and answers 200;
+* for the baseline, a bare aiohttp endpoint that only returns 202, driven by the same load
+  generator with the same body and concurrency, so the ratio compares like with like.
+
+Each message is the example police domestic-abuse notification about one of many synthetic
+children (test-range NHS numbers); the example policy releases it to the school and to
+social care, so every message is two webhook deliveries.
+
+Run:  .venv/bin/python bench/e2e.py [--seconds 20] [--concurrency 64]
+
+The last line printed is one JSON object with the figures (keys in bench/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.support import (  # noqa: E402 - the repository root must be importable first
+    CSC,
+    POLICE,
+    SCHOOL,
+    auth,
+    body,
+    message_for_child,
+    valid_nhs_numbers,
+    write_deployment,
+)
+
+HERE = Path(__file__).resolve()
+RECIPIENTS = (SCHOOL, CSC)
+CHILDREN = 2000
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# --- the two helper servers (run as child processes of this script) ---------------------
+
+
+async def _serve_forever(app: web.Application) -> None:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+    await site.start()
+    server = site._server
+    assert server is not None
+    port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    print(f"listening {port}", flush=True)
+    await asyncio.Event().wait()
+
+
+def bare_app() -> web.Application:
+    async def accept(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"message_id": "x", "status_url": "/v1/messages/x"}, status=202)
+
+    app = web.Application()
+    app.router.add_post("/v1/messages", accept)
+    return app
+
+
+def receiver_app() -> web.Application:
+    arrivals: list[tuple[str, str, float]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        await request.read()
+        arrivals.append((request.match_info["partner"], request.headers["webhook-id"], time.time()))
+        return web.Response(status=200)
+
+    async def results(request: web.Request) -> web.Response:
+        return web.json_response({"arrivals": arrivals})
+
+    async def count(request: web.Request) -> web.Response:
+        return web.json_response({"count": len(arrivals)})
+
+    app = web.Application(client_max_size=4 * 1024 * 1024)
+    app.router.add_post("/{partner}", receive)
+    app.router.add_get("/_results", results)
+    app.router.add_get("/_count", count)
+    return app
+
+
+def run_role(role: str) -> None:
+    app = bare_app() if role == "bare" else receiver_app()
+    _run(_serve_forever(app))
+
+
+def _run(coro: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+# --- processes ---------------------------------------------------------------------------
+
+
+@dataclass
+class Child:
+    proc: subprocess.Popen[str]
+    port: int
+
+    def peak_rss_mb(self) -> float:
+        """VmHWM: the process's peak resident set size so far."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def spawn(args: list[str], marker: str, timeout: float = 30) -> Child:
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{args[:4]} exited with {proc.wait()} before it was ready")
+        if marker in line:
+            return Child(proc, int(line.rsplit(":", 1)[-1].split()[-1].rstrip("/")))
+    proc.kill()
+    raise RuntimeError(f"{args[:4]} not ready within {timeout} s")
+
+
+@contextlib.contextmanager
+def running(child: Child) -> Iterator[Child]:
+    try:
+        yield child
+    finally:
+        child.stop()
+
+
+# --- load generation ---------------------------------------------------------------------
+
+
+@dataclass
+class LoadResult:
+    accepted: int = 0
+    errors: int = 0
+    sent_at: dict[str, float] = field(default_factory=dict)
+    started: float = 0.0
+    finished: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.accepted / max(1e-9, self.finished - self.started)
+
+
+async def drive(url: str, bodies: list[bytes], seconds: float, concurrency: int) -> LoadResult:
+    """Closed-loop load: ``concurrency`` clients POST back to back for ``seconds``."""
+    result = LoadResult()
+    headers = auth(POLICE)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        stop_at = time.monotonic() + seconds
+        counter = iter(range(10**9))
+
+        async def client() -> None:
+            while time.monotonic() < stop_at:
+                i = next(counter)
+                sent = time.time()
+                async with http.post(url, data=bodies[i % len(bodies)], headers=headers) as r:
+                    answer = await r.json()
+                if r.status == 202:
+                    result.accepted += 1
+                    result.sent_at[answer["message_id"]] = sent
+                else:
+                    result.errors += 1
+
+        result.started = time.time()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        result.finished = time.time()
+    return result
+
+
+async def wait_for_deliveries(base: str, expected: int, timeout: float) -> list[tuple[str, str, float]]:
+    async with aiohttp.ClientSession() as http:
+        deadline = time.monotonic() + timeout
+        last = -1
+        while time.monotonic() < deadline:
+            async with http.get(f"{base}/_count") as r:
+                count = (await r.json())["count"]
+            if count >= expected:
+                break
+            if count != last:
+                log(f"  delivered {count}/{expected}")
+                last = count
+            await asyncio.sleep(0.5)
+        async with http.get(f"{base}/_results") as r:
+            arrivals: list[tuple[str, str, float]] = [tuple(a) for a in (await r.json())["arrivals"]]
+        return arrivals
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# --- the benchmark -----------------------------------------------------------------------
+
+
+async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    numbers = valid_nhs_numbers(CHILDREN)
+    bodies = [body(message_for_child(n, i)) for i, n in enumerate(numbers)]
+    py = sys.executable
+    me = str(HERE)
+
+    log(f"bare aiohttp endpoint: {args.bare_seconds:.0f} s at concurrency {args.concurrency}")
+    with running(spawn([py, me, "--role", "bare"], "listening")) as bare:
+        url = f"http://127.0.0.1:{bare.port}/v1/messages"
+        await drive(url, bodies, 1.0, args.concurrency)  # warm-up
+        bare_result = await drive(url, bodies, args.bare_seconds, args.concurrency)
+
+    with running(spawn([py, me, "--role", "receiver"], "listening")) as receiver:
+        rx_base = f"http://127.0.0.1:{receiver.port}"
+        config = write_deployment(
+            work / "deploy",
+            receiver_base=rx_base,
+            synchronous=args.synchronous,
+            delivery={
+                "max_attempts": 8,
+                "base_delay_seconds": 0.5,
+                "max_delay_seconds": 5,
+                "concurrency": args.delivery_concurrency,
+                "batch_size": args.batch_size,
+                "poll_interval_seconds": 1.0,
+            },
+        )
+        gateway_cmd = [py, "-m", "gateway", "serve", "--config", str(config), "--log-level", "warning"]
+        log(f"gateway (synchronous={args.synchronous}): {args.seconds:.0f} s, concurrency {args.concurrency}")
+        with running(spawn(gateway_cmd, "gateway listening on")) as gw:
+            url = f"http://127.0.0.1:{gw.port}/v1/messages"
+            warm = await drive(url, bodies, 1.0, 4)
+            await wait_for_deliveries(rx_base, 2 * warm.accepted, 60)
+            load = await drive(url, bodies, args.seconds, args.concurrency)
+            log(f"  accepted {load.accepted} ({load.rate:.0f}/s), waiting for delivery")
+            arrivals = await wait_for_deliveries(rx_base, 2 * (warm.accepted + load.accepted), 300)
+            gateway_rss = gw.peak_rss_mb()
+        receiver_rss = receiver.peak_rss_mb()
+
+    latencies: list[float] = []
+    delivered_at: dict[str, float] = {}
+    seen: set[tuple[str, str]] = set()
+    for partner, message_id, at in arrivals:
+        sent = load.sent_at.get(message_id)
+        if sent is None or (partner, message_id) in seen:
+            continue
+        seen.add((partner, message_id))
+        latencies.append(at - sent)
+        delivered_at[message_id] = max(at, delivered_at.get(message_id, 0.0))
+    complete = [m for m in load.sent_at if all((p, m) in seen for p in RECIPIENTS)]
+    last = max(delivered_at.values(), default=load.finished)
+    e2e_rate = len(complete) / max(1e-9, last - load.started)
+    return {
+        "seconds": args.seconds,
+        "concurrency": args.concurrency,
+        "synchronous": args.synchronous,
+        "recipients_per_message": len(RECIPIENTS),
+        "messages_accepted": load.accepted,
+        "messages_rejected": load.errors,
+        "messages_delivered": len(complete),
+        "deliveries": len(seen),
+        "ingest_per_second": round(load.rate, 1),
+        "e2e_messages_per_second": round(e2e_rate, 1),
+        "latency_p50_ms": round(1000 * percentile(latencies, 0.50), 1),
+        "latency_p99_ms": round(1000 * percentile(latencies, 0.99), 1),
+        "gateway_peak_rss_mb": round(gateway_rss, 1),
+        "receiver_peak_rss_mb": round(receiver_rss, 1),
+        "bare_requests_per_second": round(bare_result.rate, 1),
+        "ratio_to_bare": round(e2e_rate / max(1e-9, bare_result.rate), 3),
+        "lost": load.accepted - len(complete),
+    }
+
+
+def report(figures: dict[str, Any]) -> None:
+    f = figures
+    rows = [
+        ("accepted (202) / delivered to both", f"{f['messages_accepted']} / {f['messages_delivered']}"),
+        ("ingest rate", f"{figures['ingest_per_second']:.0f} msg/s"),
+        ("end-to-end rate (POST -> both deliveries)", f"{figures['e2e_messages_per_second']:.0f} msg/s"),
+        ("latency POST -> delivery p50 / p99", f"{f['latency_p50_ms']} / {f['latency_p99_ms']} ms"),
+        ("gateway peak RSS", f"{figures['gateway_peak_rss_mb']} MB"),
+        ("bare aiohttp 202 endpoint", f"{figures['bare_requests_per_second']:.0f} req/s"),
+        ("end-to-end / bare", f"{100 * figures['ratio_to_bare']:.1f} %"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--role", choices=["bare", "receiver"], help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=20.0, help="load duration against the gateway")
+    parser.add_argument("--bare-seconds", type=float, default=5.0, help="load duration, bare endpoint")
+    parser.add_argument("--concurrency", type=int, default=64, help="concurrent HTTP clients")
+    parser.add_argument("--delivery-concurrency", type=int, default=32, help="webhook posts in flight")
+    parser.add_argument("--batch-size", type=int, default=256, help="deliveries leased per batch")
+    parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
+    args = parser.parse_args()
+    if args.role:
+        run_role(args.role)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
+        figures: dict[str, Any] = _run(measure(args, Path(tmp)))
+    report(figures)
+    print(json.dumps(figures, sort_keys=True))
+    return 0 if figures["lost"] == 0 else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    raise SystemExit(main())
