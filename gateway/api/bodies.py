@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from canonical import InvalidInput, Violation
+from gateway.errors import PayloadTooLarge
 
 MAX_BODY = 16 * 1024
 MAX_REASON = 500
@@ -17,7 +18,9 @@ MAX_REASON = 500
 async def json_body(request: web.Request) -> Any:
     raw = await request.content.read(MAX_BODY + 1)
     if len(raw) > MAX_BODY:
-        raise InvalidInput([Violation("/", "max-body-bytes", f"at most {MAX_BODY} bytes")])
+        raise PayloadTooLarge(
+            [Violation("/", "max-body-bytes", f"the body must be at most {MAX_BODY} bytes")]
+        )
     try:
         return json.loads(raw or b"{}")
     except ValueError:
@@ -26,7 +29,9 @@ async def json_body(request: web.Request) -> Any:
 
 def reason_of(body: Any) -> str:
     reason = body.get("reason") if isinstance(body, dict) else None
-    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
+    if isinstance(reason, str):
+        reason = reason.strip()
+    if not isinstance(reason, str) or not reason or len(reason) > MAX_REASON:
         raise InvalidInput(
             [
                 Violation(
@@ -34,7 +39,7 @@ def reason_of(body: Any) -> str:
                 )
             ]
         )
-    return reason.strip()
+    return reason
 
 
 async def read_reason(request: web.Request) -> str:

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from canonical import Identifier, InvalidInput, Violation
 from canonical.validate import schema_validator, schema_violations
+from consent import DecidedBy
 from gateway.api.bodies import json_body, reason_of
 from gateway.api.state import SERVICES, Services
 from gateway.audit import AuditEvent
@@ -21,6 +22,8 @@ from gateway.config import load_policy
 from gateway.errors import ConfigError, NotFound
 from gateway.ids import new_id
 from gateway.store.base import StoredConsent
+
+DECIDED_BY = frozenset(d.value for d in DecidedBy)
 
 IG_ROLES = frozenset({"ig-lead", "admin"})
 SECTORS = frozenset({"police", "health", "education", "social-care", "local-authority", "voluntary"})
@@ -88,6 +91,11 @@ async def withdraw_consent(request: web.Request) -> web.Response:
     actor = svc.auth.operator(request, IG_ROLES)
     body = await json_body(request)
     reason = reason_of(body)
+    decided_by = body.get("decided_by")
+    if decided_by is not None and decided_by not in DECIDED_BY:
+        raise InvalidInput(
+            [Violation("/decided_by", "enum", f"one of {', '.join(sorted(DECIDED_BY))}, or leave it out")]
+        )
     original = await svc.backend.consent(request.match_info["record_id"])
     if original is None:
         raise NotFound("no consent record with this id")
@@ -97,7 +105,7 @@ async def withdraw_consent(request: web.Request) -> web.Response:
         purpose=original.purpose,
         scope=original.scope,
         state="withdrawn",
-        decided_by=body.get("decided_by", original.decided_by),
+        decided_by=decided_by or original.decided_by,
         recorded_at=datetime.now(UTC).timestamp(),
         expires_at=None,
         evidence_ref=reason[:200],
@@ -197,11 +205,14 @@ async def reload(svc: Services, actor: str) -> str:
     try:
         snapshot = await asyncio.to_thread(load_policy, svc.deployment.settings.config_dir)
     except ConfigError as exc:
+        # Name files relative to the deployment folder: the server's own paths are not the
+        # caller's business.
+        detail = exc.detail.replace(f"{svc.deployment.settings.config_dir}/", "")
         await svc.backend.append_audit(
-            [AuditEvent("policy.reload_refused", {"problems": exc.detail}, actor=actor)]
+            [AuditEvent("policy.reload_refused", {"problems": detail}, actor=actor)]
         )
         raise InvalidInput(
-            [Violation("/", "policy-invalid", line) for line in exc.detail.splitlines()],
+            [Violation("/", "policy-invalid", line) for line in detail.splitlines()],
             detail="the new policy is invalid; the old one stays in force",
         ) from None
     if set(snapshot.partners) != set(svc.deployment.partners):

@@ -92,6 +92,31 @@ class TestWithdrawalWhileQueued:
         kinds = [r.kind async for r in gateway.services.backend.audit_records()]
         assert "delivery.withdrawn" in kinds
 
+    async def test_a_bad_withdrawal_is_rejected_whole_and_changes_nothing(
+        self, gateway: RunningGateway, receiver: RecordingReceiver
+    ) -> None:
+        # Given consent was given and a message is queued while social care is down
+        given = await record_consent(gateway, "given")
+        receiver.set_behaviour(CSC, status=503)
+        message_id = await send(gateway)
+        await receiver.wait_for(lambda: receiver.attempts.get(CSC, 0) >= 1, 10)
+        records_before = len(await gateway.services.backend.all_consents())
+
+        # When a withdrawal names a decider the registry does not know
+        async with gateway.http.post(
+            gateway.url(f"/v1/consents/{given['record_id']}/withdraw"),
+            json={"reason": "by phone", "decided_by": "the-parent"},
+            headers=IG,
+        ) as r:
+            assert r.status == 422
+            problem = await r.json()
+        assert [(e["field"], e["rule"]) for e in problem["errors"]] == [("/decided_by", "enum")]
+
+        # Then nothing was stored or cancelled: the queued delivery still goes out
+        assert len(await gateway.services.backend.all_consents()) == records_before
+        receiver.set_behaviour(CSC, status=200)
+        await receiver.wait_for(lambda: message_id in receiver.unique(CSC), 10)
+
 
 class TestReview:
     async def test_unknown_consent_is_held_then_approved(
@@ -224,6 +249,7 @@ class TestPolicyReload:
             assert r.status == 422
             problem = await r.json()
         assert any("known-partner" in e["message"] for e in problem["errors"])
+        assert str(gateway.config_dir) not in json.dumps(problem)  # no server paths
         assert gateway.services.policy.current.version == after
 
     async def test_file_change_is_picked_up(self, start_gateway: GatewayFactory) -> None:
