@@ -41,6 +41,15 @@ async def send(gw: RunningGateway) -> str:
         return message_id
 
 
+async def queued_with_consent(gw: RunningGateway, receiver: RecordingReceiver) -> tuple[dict[str, Any], str]:
+    """Consent given, then a message queued (tried once) while social care answers 503."""
+    given = await record_consent(gw, "given")
+    receiver.set_behaviour(CSC, status=503)
+    message_id = await send(gw)
+    await receiver.wait_for(lambda: receiver.attempts.get(CSC, 0) >= 1, 10)
+    return given, message_id
+
+
 async def status(gw: RunningGateway, message_id: str) -> dict[str, Any]:
     async with gw.http.get(gw.url(f"/v1/messages/{message_id}"), headers=auth(SCHOOL)) as r:
         doc: dict[str, Any] = await r.json()
@@ -65,10 +74,7 @@ class TestWithdrawalWhileQueued:
         self, gateway: RunningGateway, receiver: RecordingReceiver
     ) -> None:
         # Given consent was given and the message is queued while social care is down
-        given = await record_consent(gateway, "given")
-        receiver.set_behaviour(CSC, status=503)
-        message_id = await send(gateway)
-        await receiver.wait_for(lambda: receiver.attempts.get(CSC, 0) >= 1, 10)
+        given, message_id = await queued_with_consent(gateway, receiver)
 
         # When the parent withdraws consent
         async with gateway.http.post(
@@ -96,10 +102,7 @@ class TestWithdrawalWhileQueued:
         self, gateway: RunningGateway, receiver: RecordingReceiver
     ) -> None:
         # Given consent was given and a message is queued while social care is down
-        given = await record_consent(gateway, "given")
-        receiver.set_behaviour(CSC, status=503)
-        message_id = await send(gateway)
-        await receiver.wait_for(lambda: receiver.attempts.get(CSC, 0) >= 1, 10)
+        given, message_id = await queued_with_consent(gateway, receiver)
         records_before = len(await gateway.services.backend.all_consents())
 
         # When a withdrawal names a decider the registry does not know

@@ -45,6 +45,17 @@ async def dead_letters(gw: RunningGateway, partner: str) -> list[dict[str, Any]]
     return rows
 
 
+async def the_dead_letter(gw: RunningGateway, partner: str) -> dict[str, Any]:
+    """Wait until the partner has a dead letter; the single one it has."""
+
+    async def dead() -> bool:
+        return bool(await dead_letters(gw, partner))
+
+    await eventually(dead, timeout=15)
+    [letter] = await dead_letters(gw, partner)
+    return letter
+
+
 async def audit_kinds(gw: RunningGateway, delivery_id: str) -> list[tuple[str, Any, str]]:
     return [
         (rec.kind, rec.data.get("reason"), rec.actor)
@@ -118,11 +129,7 @@ class TestPartnerDownThenUp:
         message_id = await send(gw, valid_nhs_numbers(1)[0], 0)
 
         # After the budget: one dead letter with the attempts and the last error
-        async def dead() -> bool:
-            return bool(await dead_letters(gw, CSC))
-
-        await eventually(dead, timeout=15)
-        [letter] = await dead_letters(gw, CSC)
+        letter = await the_dead_letter(gw, CSC)
         assert (letter["message_id"], letter["attempts"], letter["last_error"]) == (message_id, 3, "http-500")
         assert receiver.attempts[CSC] == 3
         assert (await queue_of(gw, CSC))["dead_letters"] == 1
@@ -164,11 +171,7 @@ class TestPartnerDownThenUp:
         receiver.set_behaviour(CSC, status=502)
         message_id = await send(gw, valid_nhs_numbers(1)[0], 0)
 
-        async def dead() -> bool:
-            return bool(await dead_letters(gw, CSC))
-
-        await eventually(dead, timeout=15)
-        [letter] = await dead_letters(gw, CSC)
+        letter = await the_dead_letter(gw, CSC)
         config = str(gw.config_dir)
 
         code, out = await gateway_cli("dead-letters", "list", "--config", config, "--partner", CSC)
@@ -201,11 +204,7 @@ class TestPartnerDownThenUp:
         receiver.set_behaviour(CSC, status=400)
         await send(gw, valid_nhs_numbers(1)[0], 0)
 
-        async def dead() -> bool:
-            return bool(await dead_letters(gw, CSC))
-
-        await eventually(dead, timeout=15)
-        [letter] = await dead_letters(gw, CSC)
+        letter = await the_dead_letter(gw, CSC)
         assert (letter["attempts"], letter["last_error"]) == (1, "http-400")
         assert receiver.attempts[CSC] == 1
 
