@@ -149,7 +149,8 @@ def decide(
             "do-not-inform-family",
             f"the sender asked that the family is not informed and {recipient} is a parent-facing service",
         )
-    grants = policy.grants.get((env.source, recipient, env.event_type, env.purpose), ())
+    key = (env.source, recipient, env.event_type, env.purpose)
+    grants = policy.grants.get(key, ())
     if not grants:
         return deny(
             "no-agreement",
@@ -157,15 +158,14 @@ def decide(
             f"{env.event_type} with {recipient} for the purpose {env.purpose}",
         )
     today = now.date()
-    in_force = [g for g in grants if g.agreement.in_force(today)]
-    if not in_force:
+    # Several in-force agreements for one key: the first by id is used, deterministically;
+    # `gateway policy check` reports such overlaps so IG leads can resolve them.
+    grant = policy.governing_grant(key, today)
+    if grant is None:
         ids = ", ".join(sorted({g.agreement.id for g in grants}))
         return deny(
             "agreement-not-in-force", f"the agreement(s) {ids} are not in force on {today.isoformat()}"
         )
-    # Several in-force agreements for one key: the first by id is used, deterministically;
-    # `gateway policy check` reports such overlaps so IG leads can resolve them.
-    grant = in_force[0]
     consent = _consent(message, partner, grant.agreement, consents, now)
     if consent.blocking == "refused":
         return deny("consent-refused", consent.summary, grant.agreement)

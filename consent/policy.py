@@ -133,6 +133,14 @@ class PolicySnapshot:
     routes: Mapping[str, tuple[Route, ...]]
     dictionary: DataDictionary
 
+    def governing_grant(self, key: GrantKey, on: date) -> Grant | None:
+        """The grant a decision for ``key`` uses on ``on``: the first in force, by agreement
+        id (``gateway policy check`` reports overlapping agreements that disagree)."""
+        for grant in self.grants.get(key, ()):
+            if grant.agreement.in_force(on):
+                return grant
+        return None
+
 
 def policy_version(documents: Mapping[str, Any]) -> str:
     blob = json.dumps(documents, sort_keys=True, separators=(",", ":"), default=str).encode()

@@ -4,6 +4,7 @@
     gateway audit verify --config DIR [--expect-head HASH] [--json]
     gateway dead-letters list|replay|discard --config DIR ...
     gateway keys generate|rotate|rewrap ...
+    gateway policy check|explain|test|diff ...   the IG lead's tools (see docs/policy-tools.md)
     gateway demo --config DIR            the example deployment plus a demo receiver
 
 Every command has ``--help``. Exit codes: 0 success, 1 a check failed (e.g. the audit chain
@@ -25,6 +26,7 @@ from gateway.config import load_deployment, load_settings
 from gateway.crypto import Keyring, generate_keyring, rotate_keyring
 from gateway.errors import ConfigError
 from gateway.logging import configure_logging
+from gateway.policy_cli import add_policy_parser, run_policy
 from gateway.store.sqlite import SqliteBackend
 
 
@@ -99,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(rot)
     rew = keys_sub.add_parser("rewrap", help="re-encrypt stored payloads under the active key")
     _config_arg(rew)
+    add_policy_parser(sub)
     return parser
 
 
@@ -113,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "audit": _audit,
             "dead-letters": _dead_letters,
             "keys": _keys,
+            "policy": run_policy,
         }[args.command]
         return handler(args)
     except ConfigError as exc:

@@ -13,8 +13,8 @@ from typing import Any
 from aiohttp import web
 
 from canonical import Identifier, InvalidInput, Violation
-from canonical.validate import schema_validator, schema_violations
 from consent import DecidedBy
+from consent.records import consent_problems
 from gateway.api.bodies import json_body, reason_of
 from gateway.api.state import SERVICES, Services
 from gateway.audit import AuditEvent
@@ -26,7 +26,6 @@ from gateway.store.base import StoredConsent
 DECIDED_BY = frozenset(d.value for d in DecidedBy)
 
 IG_ROLES = frozenset({"ig-lead", "admin"})
-SECTORS = frozenset({"police", "health", "education", "social-care", "local-authority", "voluntary"})
 
 
 def _scope_recipients(svc: Services, scope: str) -> list[str]:
@@ -44,21 +43,10 @@ async def post_consent(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     actor = svc.auth.operator(request, IG_ROLES)
     body = await json_body(request)
-    problems = schema_violations(schema_validator("consent-record.schema.json"), body)
+    problems = consent_problems(body, svc.policy.current)
     if problems:
         raise InvalidInput(problems, adapter="consent-record")
-    dictionary = svc.policy.current.dictionary
-    if body["purpose"] not in dictionary.purposes:
-        problems.append(Violation("/purpose", "known-purpose", "not a purpose in the data dictionary"))
     scope = body["scope"]
-    if scope.startswith("sector:") and scope.removeprefix("sector:") not in SECTORS:
-        problems.append(Violation("/scope", "known-sector", f"one of: {', '.join(sorted(SECTORS))}"))
-    elif not scope.startswith("sector:") and scope not in svc.policy.current.partners:
-        problems.append(Violation("/scope", "known-partner", "not a partner of this gateway"))
-    if body["subject"]["system"] not in dictionary.identifier_systems:
-        problems.append(Violation("/subject/system", "known-identifier-system", "not an identifier system"))
-    if problems:
-        raise InvalidInput(problems, adapter="consent-record")
     stored = await _record(svc, body, actor)
     cancelled = await svc.backend.record_consent(stored, _scope_recipients(svc, scope))
     svc.consents.add(stored)

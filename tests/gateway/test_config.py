@@ -33,7 +33,16 @@ class TestLoadDeployment:
             "school-riverside-primary",
             "csc-northshire",
             "health-visiting-northshire",
+            "ed-northshire-general",
+            "gp-riverside-surgery",
+            "sexual-health-northshire",
+            "la-northshire-inclusion",
+            "virtual-school-northshire",
+            "marac-northshire",
+            "idva-northshire",
         }
+        webhooks = {pid for pid, p in dep.partners.items() if p.delivery.mode == "webhook"}
+        assert webhooks == {"school-riverside-primary", "csc-northshire"}
         assert dep.partners["csc-northshire"].delivery.settings.max_attempts == 4
         assert repr(dep.partners["csc-northshire"].delivery.secret) == "Secret('**********')"
 
