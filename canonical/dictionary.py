@@ -29,6 +29,8 @@ class DataDictionary:
     sensitivity_labels: frozenset[str]
     event_types: Mapping[str, str]
     """event type -> the sector that sends it"""
+    sensitive_categories: frozenset[str] = frozenset()
+    """Categories shared only where an agreement names them (sexual health, HIV, ...)."""
 
     @classmethod
     def from_documents(cls, dictionary: Mapping[str, Any], catalogue: Mapping[str, Any]) -> DataDictionary:
@@ -44,11 +46,8 @@ class DataDictionary:
             markers=frozenset(dictionary["markers"]),
             sensitivity_labels=frozenset(dictionary["sensitivity_labels"]),
             event_types={e: v["sector"] for e, v in catalogue["events"].items()},
+            sensitive_categories=frozenset(c.id for c in cats.values() if c.sensitive),
         )
-
-    @property
-    def sensitive_categories(self) -> frozenset[str]:
-        return frozenset(c.id for c in self.categories.values() if c.sensitive)
 
 
 @cache

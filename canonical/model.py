@@ -26,6 +26,16 @@ from typing import Any
 IDENTITY_CORE = "identity.core"
 IDENTITY_ADDRESS = "identity.address"
 IDENTITY_CONTACT = "identity.contact"
+# (has an address, has a contact) -> the person's categories; built once, shared.
+_PERSON_CATEGORIES = {
+    (address, contact): frozenset(
+        {IDENTITY_CORE}
+        | ({IDENTITY_ADDRESS} if address else set())
+        | ({IDENTITY_CONTACT} if contact else set())
+    )
+    for address in (False, True)
+    for contact in (False, True)
+}
 PERSON_CATEGORIES = frozenset({IDENTITY_CORE, IDENTITY_ADDRESS, IDENTITY_CONTACT})
 CONFIDENTIAL_ADDRESS = "confidential-address"
 
@@ -87,12 +97,7 @@ class Person:
 
     def categories(self) -> frozenset[str]:
         """The categories this person's present fields belong to."""
-        cats = {IDENTITY_CORE}
-        if self.addresses:
-            cats.add(IDENTITY_ADDRESS)
-        if self.contacts:
-            cats.add(IDENTITY_CONTACT)
-        return frozenset(cats)
+        return _PERSON_CATEGORIES[(bool(self.addresses), bool(self.contacts))]
 
     @classmethod
     def from_dict(cls, d: JSON) -> Person:
@@ -221,6 +226,14 @@ class Message:
     envelope: Envelope
     people: tuple[Person, ...] = ()
     items: tuple[Item, ...] = ()
+    _categories: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        cats: set[str] = set()
+        for p in self.people:
+            cats |= p.categories()
+        cats.update(i.category for i in self.items)
+        object.__setattr__(self, "_categories", frozenset(cats))
 
     @classmethod
     def from_dict(cls, d: JSON) -> Message:
@@ -241,12 +254,8 @@ class Message:
         return replace(self, envelope=replace(self.envelope, **changes))
 
     def categories(self) -> frozenset[str]:
-        """Every category this message carries a value for."""
-        cats: set[str] = set()
-        for p in self.people:
-            cats |= p.categories()
-        cats.update(i.category for i in self.items)
-        return frozenset(cats)
+        """Every category this message carries a value for (computed once, at construction)."""
+        return self._categories
 
     def children(self) -> tuple[Person, ...]:
         return tuple(p for p in self.people if p.role == "child")

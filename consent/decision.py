@@ -30,7 +30,7 @@ no path that returns permit without an agreement. The function is pure: the call
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from canonical import Message, Person
@@ -288,31 +288,6 @@ def _release(
         released_people |= cats
     released = frozenset(released_items | released_people)
 
-    base = Decision(
-        recipient=recipient,
-        effect=Effect.PERMIT,
-        rule="permit",
-        released=released,
-        withheld=tuple(withheld),
-        policy_version=policy.version,
-        agreement_id=agreement.id,
-        lawful_basis=agreement.lawful_basis,
-        consent=consent.summary,
-        consent_records=consent.records,
-        person_roles=flow.person_roles,
-        excluded_people=consent.excluded_people,
-        confidential_address_needed=flow.confidential_address_needed,
-    )
-    if not released:
-        return replace(
-            base,
-            effect=Effect.DENY,
-            rule="nothing-to-share",
-            explanation=(
-                f"Nothing sent to {recipient}: agreement {agreement.id} allows none of the information "
-                "this message carries."
-            ),
-        )
     basis = (
         f"under agreement {agreement.id} ({agreement.title}) for the purpose "
         f"{message.envelope.purpose}, on the basis {agreement.lawful_basis.describe()}"
@@ -326,22 +301,43 @@ def _release(
             )
             + "."
         )
-    if consent.blocking == "unknown":
-        deadline = now + timedelta(hours=agreement.review_hours)
-        return replace(
-            base,
-            effect=Effect.REVIEW,
-            rule="consent-unknown",
-            review_role=agreement.review_role,
-            review_deadline=deadline,
-            explanation=(
-                f"Held for review by {agreement.review_role} until {deadline.isoformat()}: "
-                f"{consent.summary}. If approved it would be shared with {recipient} {basis}. "
-                f"{listing}"
-            ),
+    effect, rule = Effect.PERMIT, "permit"
+    review_role: str | None = None
+    deadline: datetime | None = None
+    if not released:
+        effect, rule = Effect.DENY, "nothing-to-share"
+        explanation = (
+            f"Nothing sent to {recipient}: agreement {agreement.id} allows none of the information "
+            "this message carries."
         )
-    return replace(
-        base, explanation=f"Shared with {recipient} {basis}. Consent: {consent.summary}. {listing}"
+    elif consent.blocking == "unknown":
+        effect, rule = Effect.REVIEW, "consent-unknown"
+        review_role, deadline = agreement.review_role, now + timedelta(hours=agreement.review_hours)
+        explanation = (
+            f"Held for review by {review_role} until {deadline.isoformat()}: "
+            f"{consent.summary}. If approved it would be shared with {recipient} {basis}. "
+            f"{listing}"
+        )
+    else:
+        explanation = f"Shared with {recipient} {basis}. Consent: {consent.summary}. {listing}"
+    # One construction, no copies: this is the hot path of every decision.
+    return Decision(
+        recipient=recipient,
+        effect=effect,
+        rule=rule,
+        released=released,
+        withheld=tuple(withheld),
+        policy_version=policy.version,
+        agreement_id=agreement.id,
+        lawful_basis=agreement.lawful_basis,
+        consent=consent.summary,
+        consent_records=consent.records,
+        person_roles=flow.person_roles,
+        excluded_people=consent.excluded_people,
+        confidential_address_needed=flow.confidential_address_needed,
+        review_role=review_role,
+        review_deadline=deadline,
+        explanation=explanation,
     )
 
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -54,8 +54,9 @@ class LawfulBasis:
     article9: str | None = None
     dpa_schedule1: str | None = None
     legislation: tuple[str, ...] = ()
+    _text: str = field(init=False, repr=False, compare=False)
 
-    def describe(self) -> str:
+    def __post_init__(self) -> None:
         parts = [f"UK GDPR Art {self.article6}"]
         if self.article9:
             parts.append(f"Art {self.article9}")
@@ -63,7 +64,11 @@ class LawfulBasis:
             parts.append(f"DPA 2018 {self.dpa_schedule1}")
         if self.legislation:
             parts.append("; ".join(self.legislation))
-        return ", ".join(parts)
+        object.__setattr__(self, "_text", ", ".join(parts))
+
+    def describe(self) -> str:
+        """E.g. "UK GDPR Art 6(1)(e), Art 9(2)(g), DPA 2018 Schedule 1 para 18, Children Act 2004 s11"."""
+        return self._text
 
 
 @dataclass(frozen=True, slots=True)
