@@ -150,6 +150,7 @@ def _terms(agreement: Agreement, flow: Flow) -> tuple[object, ...]:
         flow.categories,
         flow.person_roles,
         flow.confidential_address_needed,
+        flow.role_categories,
         agreement.consent_required,
         agreement.share_without_consent_on_risk,
     )

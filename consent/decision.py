@@ -80,6 +80,8 @@ class Decision:
     excluded_people: frozenset[str] = frozenset()
     """Local refs of people whose own consent refusal keeps them out of the release."""
     confidential_address_needed: bool = False
+    role_categories: tuple[tuple[str, frozenset[str]], ...] = ()
+    """Narrower releases about people in some roles (the agreement flow's ``role_categories``)."""
     review_role: str | None = None
     review_deadline: datetime | None = None
     explanation: str = ""
@@ -91,6 +93,14 @@ class Decision:
     @property
     def relies_on_consent(self) -> bool:
         return bool(self.consent_records)
+
+    def categories_about(self, role: str) -> frozenset[str]:
+        """What is released about a person in ``role``: ``released``, narrowed for that role
+        where the agreement says so."""
+        for listed, categories in self.role_categories:
+            if listed == role:
+                return self.released & categories
+        return self.released
 
     def as_dict(self) -> dict[str, object]:
         """The structured explanation written to the audit log (no personal data)."""
@@ -105,6 +115,11 @@ class Decision:
             "released": sorted(self.released),
             "withheld": [w.as_dict() for w in self.withheld],
             "person_roles": sorted(self.person_roles),
+            **(
+                {"role_categories": {role: sorted(cats) for role, cats in self.role_categories}}
+                if self.role_categories
+                else {}
+            ),
             "excluded_people": sorted(self.excluded_people),
             "review_role": self.review_role,
             "review_deadline": self.review_deadline.isoformat() if self.review_deadline else None,
@@ -252,19 +267,25 @@ def _release(
                 Withheld(c, f"role {person.role} is not released by agreement {agreement.id}", person.ref)
                 for c in sorted(person.categories() & flow.categories)
             ]
-        elif (
-            person.has_confidential_address
-            and person.addresses
-            and IDENTITY_ADDRESS in flow.categories
-            and not flow.confidential_address_needed
-        ):
-            withheld.append(
-                Withheld(
-                    IDENTITY_ADDRESS,
-                    f"confidential-address marker; agreement {agreement.id} names no need for it",
-                    person.ref,
+        else:
+            allowed = flow.categories_for(person.role)
+            withheld += [
+                Withheld(c, f"not released about a {person.role} by agreement {agreement.id}", person.ref)
+                for c in sorted((person.categories() & flow.categories) - allowed)
+            ]
+            if (
+                person.has_confidential_address
+                and person.addresses
+                and IDENTITY_ADDRESS in allowed
+                and not flow.confidential_address_needed
+            ):
+                withheld.append(
+                    Withheld(
+                        IDENTITY_ADDRESS,
+                        f"confidential-address marker; agreement {agreement.id} names no need for it",
+                        person.ref,
+                    )
                 )
-            )
 
     kept_refs = {p.ref for p in kept_people}
     released_items: set[str] = set()
@@ -282,7 +303,7 @@ def _release(
             )
     released_people: set[str] = set()
     for p in kept_people:
-        cats = p.categories() & flow.categories
+        cats = p.categories() & flow.categories & flow.categories_for(p.role)
         if p.has_confidential_address and not flow.confidential_address_needed:
             cats = cats - {IDENTITY_ADDRESS}
         released_people |= cats
@@ -335,6 +356,7 @@ def _release(
         person_roles=flow.person_roles,
         excluded_people=consent.excluded_people,
         confidential_address_needed=flow.confidential_address_needed,
+        role_categories=flow.role_categories,
         review_role=review_role,
         review_deadline=deadline,
         explanation=explanation,

@@ -83,6 +83,16 @@ class Flow:
     categories: frozenset[str]
     person_roles: frozenset[str]
     confidential_address_needed: bool
+    role_categories: tuple[tuple[str, frozenset[str]], ...] = ()
+    """(role, categories): what may be released about people in that role, if narrower
+    than ``categories``. Roles not listed get ``categories``."""
+
+    def categories_for(self, role: str) -> frozenset[str]:
+        """The categories that may be released about a person in ``role``."""
+        for listed, categories in self.role_categories:
+            if listed == role:
+                return categories
+        return self.categories
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +238,9 @@ def _agreement(a: Mapping[str, Any]) -> Agreement:
                 categories=frozenset(f["categories"]),
                 person_roles=frozenset(f.get("person_roles", DEFAULT_PERSON_ROLES)),
                 confidential_address_needed=bool(f.get("confidential_address_needed", False)),
+                role_categories=tuple(
+                    sorted((role, frozenset(cats)) for role, cats in f.get("role_categories", {}).items())
+                ),
             )
             for f in a["flows"]
         ),
@@ -294,6 +307,25 @@ def _reference_problems(
                 "known-role",
                 "person role",
             )
+            named_roles = set(f.get("person_roles", DEFAULT_PERSON_ROLES))
+            for role, cats in f.get("role_categories", {}).items():
+                if role not in named_roles:
+                    yield (
+                        "agreements.yaml",
+                        Violation(
+                            f"{fb}/role_categories/{role}",
+                            "role-released",
+                            "the flow's person_roles must name this role",
+                        ),
+                    )
+                yield from check(
+                    "agreements.yaml",
+                    f"{fb}/role_categories/{role}",
+                    cats,
+                    set(f["categories"]),
+                    "within-flow-categories",
+                    "category of this flow",
+                )
     for r_i, r in enumerate(documents["routes.yaml"]["routes"]):
         base = f"/routes/{r_i}"
         yield from check(

@@ -146,6 +146,12 @@ def _notes(a: Grant | None, b: Grant | None) -> Iterator[str]:
             if b.flow.confidential_address_needed
             else "no longer receives confidential addresses"
         )
+    if a.flow.role_categories != b.flow.role_categories:
+        old, new = dict(a.flow.role_categories), dict(b.flow.role_categories)
+        for role in sorted(set(old) | set(new)):
+            before, after = old.get(role, a.flow.categories), new.get(role, b.flow.categories)
+            if before != after:
+                yield f"about a {role}: {', '.join(sorted(before))} -> {', '.join(sorted(after))}"
     if a.agreement.consent_required != b.agreement.consent_required:
         yield "consent is now required" if b.agreement.consent_required else "consent is no longer required"
     if a.agreement.share_without_consent_on_risk != b.agreement.share_without_consent_on_risk:

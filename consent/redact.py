@@ -2,8 +2,9 @@
 
 Runs once on the canonical model, so every output format gets the same reduction. The
 result MUST contain no field whose category is not in ``decision.released``, no person
-whose role the agreement does not release, and no address of a person with a
-confidential-address marker unless the agreement names that need.
+whose role the agreement does not release, nothing about a person beyond what the agreement
+releases for that person's role, and no address of a person with a confidential-address
+marker unless the agreement names that need.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def redact(message: Message, decision: Decision) -> Message:
         raise NotPermitted(f"decision {decision.rule} for {decision.recipient} releases nothing")
     released = decision.released
     people = tuple(
-        _redact_person(p, released, decision.confidential_address_needed)
+        _redact_person(p, decision.categories_about(p.role), decision.confidential_address_needed)
         for p in message.people
         if p.role in decision.person_roles and p.ref not in decision.excluded_people
     )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import pytest
 
 from canonical import Message
-from consent import Effect, decide, redact
+from consent import Effect, PolicyError, decide, redact
 from consent.redact import NotPermitted
 from tests.consent.builders import CSC, SCHOOL, SENDER, agreement, policy
 from tests.support import sample_message
@@ -124,6 +125,45 @@ class TestConfidentialAddress:
         d = decide(message(), CSC, policy(agreement(flow=flow)), NOW)
         people = {p.ref: p for p in redact(message(), d).people}
         assert people["parent-1"].addresses
+
+
+class TestRoleCategories:
+    """A flow's ``role_categories`` narrows what is released about people in a role."""
+
+    FLOW: ClassVar[dict[str, Any]] = {
+        "categories": ["identity.core", "identity.contact", "event.summary"],
+        "person_roles": ["child", "victim", "alleged-perpetrator"],
+        "role_categories": {"alleged-perpetrator": ["identity.core"]},
+    }
+
+    def test_the_role_gets_only_its_categories(self) -> None:
+        doc = sample_message()
+        doc["envelope"]["source"] = SENDER
+        doc["people"][2]["contacts"] = [{"kind": "phone", "value": "07700 900099"}]
+        msg = Message.from_dict(doc)
+        d = decide(msg, CSC, policy(agreement(flow=self.FLOW)), NOW)
+        people = {p.ref: p for p in redact(msg, d).people}
+        assert people["adult-2"].name is not None  # his identifiers: yes
+        assert people["adult-2"].contacts == ()  # his phone: no
+        assert people["parent-1"].contacts  # the victim's safe contact: yes
+        assert "identity.contact" in d.released
+        assert any(
+            (w.category, w.person_ref) == ("identity.contact", "adult-2")
+            and "alleged-perpetrator" in w.reason
+            for w in d.withheld
+        )
+        assert d.as_dict()["role_categories"] == {"alleged-perpetrator": ["identity.core"]}
+        assert "07700 900099" not in json.dumps(redact(msg, d).as_dict())
+
+    def test_a_role_the_flow_does_not_release_is_refused(self) -> None:
+        flow = {**self.FLOW, "person_roles": ["child", "victim"]}
+        with pytest.raises(PolicyError, match="role_categories/alleged-perpetrator \\(role-released\\)"):
+            policy(agreement(flow=flow))
+
+    def test_categories_outside_the_flow_are_refused(self) -> None:
+        flow = {**self.FLOW, "role_categories": {"victim": ["identity.address"]}}
+        with pytest.raises(PolicyError, match="within-flow-categories"):
+            policy(agreement(flow=flow))
 
 
 class TestRedact:

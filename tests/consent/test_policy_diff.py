@@ -102,3 +102,13 @@ def test_the_comparison_date_matters() -> None:
 
     assert diff(mutate, on=date(2025, 1, 1)).access == ()
     assert [c.gains for c in diff(mutate).access] == [("education.sen",)]
+
+
+def test_narrowing_what_a_role_gets_is_reported() -> None:
+    def mutate(d: dict[str, Any]) -> None:
+        idva = agreement(d, "northshire-marac")["flows"][1]
+        idva["role_categories"]["alleged-perpetrator"] = ["identity.core", "identity.contact"]
+
+    [change] = diff(mutate).access
+    assert change.recipient == "idva-northshire"
+    assert change.notes == ("about a alleged-perpetrator: identity.core -> identity.contact, identity.core",)

@@ -517,14 +517,6 @@ class TestScenario6Marac:
         await exchange.delivered(POLICE, mid)
         await exchange.got_nothing(SCHOOL, mid)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "engine gap: a flow's categories apply to every person role it names, so the IDVA "
-            "cannot get the alleged perpetrator's identifiers without his contact details; "
-            "needs categories per person role within a flow"
-        ),
-    )
     async def test_the_idva_also_gets_the_alleged_perpetrators_identifiers_but_not_his_phone(
         self, exchange: Exchange
     ) -> None:
