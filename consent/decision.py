@@ -287,18 +287,23 @@ def _release(
                     )
                 )
 
-    kept_refs = {p.ref for p in kept_people}
+    kept_roles = {p.ref: p.role for p in kept_people}
     released_items: set[str] = set()
     for item in message.items:
         if item.category not in flow.categories:
             continue
-        if not item.about or kept_refs.intersection(item.about):
+        # An item about people goes only if it is about someone released, in a role that
+        # may receive this category (role_categories narrows it for some roles).
+        if not item.about or any(
+            ref in kept_roles and item.category in flow.categories_for(kept_roles[ref]) for ref in item.about
+        ):
             released_items.add(item.category)
         else:
             withheld.append(
                 Withheld(
                     item.category,
-                    f"an item of type {item.type} is only about people whose details are not released",
+                    f"an item of type {item.type} is only about people about whom {item.category} "
+                    "is not released",
                 )
             )
     released_people: set[str] = set()

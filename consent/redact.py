@@ -31,11 +31,17 @@ def redact(message: Message, decision: Decision) -> Message:
         for p in message.people
         if p.role in decision.person_roles and p.ref not in decision.excluded_people
     )
-    kept_refs = {p.ref for p in people}
+    kept_roles = {p.ref: p.role for p in people}
     items = tuple(
-        replace(i, about=tuple(r for r in i.about if r in kept_refs))
+        replace(i, about=tuple(r for r in i.about if r in kept_roles))
         for i in message.items
-        if i.category in released and (not i.about or kept_refs.intersection(i.about))
+        if i.category in released
+        and (
+            not i.about
+            or any(
+                r in kept_roles and i.category in decision.categories_about(kept_roles[r]) for r in i.about
+            )
+        )
     )
     return Message(envelope=replace(message.envelope, recipients=()), people=people, items=items)
 
