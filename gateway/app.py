@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from adapters import default_registry
+from adapters import AdapterRegistry, default_registry
+from adapters.base import AdapterOptionsError
 from canonical.validate import schema_validator
 from gateway import background
 from gateway.api import health, ig, messages, ops
@@ -46,14 +47,39 @@ def open_backend(deployment: Deployment) -> Backend:
     return SqliteBackend(s.db_path, synchronous=s.synchronous)
 
 
+def partner_adapters(deployment: Deployment, adapters: AdapterRegistry) -> dict[str, AdapterRegistry]:
+    """Each partner's registry (its adapter options applied); refuses unknown formats."""
+    out: dict[str, AdapterRegistry] = {}
+    mllp_senders: dict[str, str] = {}
+    for pid, partner in deployment.partners.items():
+        formats = {"delivery format": partner.delivery.format}
+        if partner.inbound.folder_drop is not None:
+            formats["folder_drop format"] = partner.inbound.folder_drop.format
+        for what, name in formats.items():
+            if name not in adapters.by_name:
+                raise ConfigError(
+                    f"partners.yaml: partner {pid} (unknown-format): {what} "
+                    f"{name!r} is not one of {sorted(adapters.by_name)}"
+                )
+        if partner.inbound.mllp and partner.inbound.ods_code:
+            other = mllp_senders.setdefault(partner.inbound.ods_code, pid)
+            if other != pid:
+                raise ConfigError(
+                    f"partners.yaml: partners {other} and {pid} (unique-mllp-sender): both accept MLLP "
+                    "with the same ods_code; MSH-4 could not tell them apart"
+                )
+        try:
+            out[pid] = adapters.configured(partner.inbound.adapter_options)
+        except AdapterOptionsError as exc:
+            raise ConfigError(
+                f"partners.yaml: partner {pid} inbound.adapter_options (adapter-options): {exc}"
+            ) from None
+    return out
+
+
 def create_app(deployment: Deployment, *, backend: Backend | None = None) -> web.Application:
     adapters = default_registry()
-    for pid, partner in deployment.partners.items():
-        if partner.delivery.format not in adapters.by_name:
-            raise ConfigError(
-                f"partners.yaml: partner {pid} (unknown-format): delivery format "
-                f"{partner.delivery.format!r} is not one of {sorted(adapters.by_name)}"
-            )
+    per_partner = partner_adapters(deployment, adapters)
     # Build every validator now: a lazy first load would read files on the event loop.
     for schema in ("canonical-message.schema.json", "consent-record.schema.json"):
         schema_validator(schema)
@@ -71,6 +97,8 @@ def create_app(deployment: Deployment, *, backend: Backend | None = None) -> web
         store=store,
         keyring=keyring,
         adapters=adapters,
+        partner_adapters=per_partner,
+        known_la_codes=deployment.settings.known_la_codes,
         policy=policy,
         partners=deployment.partners,
         metrics=metrics,

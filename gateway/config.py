@@ -68,10 +68,31 @@ class PartnerDelivery:
 
 
 @dataclass(frozen=True, slots=True)
+class FolderDrop:
+    """A watched folder for one partner's batch files, in one format."""
+
+    path: Path
+    format: str
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerInbound:
+    """How a partner sends besides HTTP, and its per-format adapter options."""
+
+    ods_code: str | None = None
+    """The partner's ODS code: an MLLP message's MSH-4 must equal it."""
+    mllp: bool = False
+    folder_drop: FolderDrop | None = None
+    adapter_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Per format name; ``*_file`` options already read and passed without the suffix."""
+
+
+@dataclass(frozen=True, slots=True)
 class PartnerRuntime:
     id: str
     token_hashes: frozenset[str]
     delivery: PartnerDelivery
+    inbound: PartnerInbound = field(default_factory=PartnerInbound)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +119,15 @@ class Settings:
     """Reload the policy when its files change (0 turns the watch off)."""
     review_check_seconds: float = 30.0
     """How often held decisions are checked against their deadline."""
+    mllp_host: str = "127.0.0.1"
+    mllp_port: int | None = None
+    """The HL7 v2 MLLP listener's port; ``None``: no listener."""
+    mllp_max_message_bytes: int = 1024 * 1024
+    mllp_idle_timeout_seconds: float = 300.0
+    folder_poll_seconds: float = 2.0
+    folder_max_file_bytes: int = 32 * 1024 * 1024
+    known_la_codes: frozenset[str] = frozenset()
+    """UPN local-authority codes this deployment expects; another is a warning. Empty: no check."""
 
 
 @dataclass(frozen=True)
@@ -170,6 +200,13 @@ def load_settings(config_dir: Path) -> Settings:
         operators=tuple(Operator(o["id"], o["role"], o["token_sha256"]) for o in raw.get("operators", ())),
         policy_watch_seconds=float(raw.get("policy_watch_seconds", 2.0)),
         review_check_seconds=float(raw.get("review_check_seconds", 30.0)),
+        mllp_host=raw.get("mllp", {}).get("host", "127.0.0.1"),
+        mllp_port=raw["mllp"]["port"] if "mllp" in raw else None,
+        mllp_max_message_bytes=int(raw.get("mllp", {}).get("max_message_bytes", 1024 * 1024)),
+        mllp_idle_timeout_seconds=float(raw.get("mllp", {}).get("idle_timeout_seconds", 300.0)),
+        folder_poll_seconds=float(raw.get("folder_drop", {}).get("poll_seconds", 2.0)),
+        folder_max_file_bytes=int(raw.get("folder_drop", {}).get("max_file_bytes", 32 * 1024 * 1024)),
+        known_la_codes=frozenset(raw.get("identifiers", {}).get("known_la_codes", ())),
     )
 
 
@@ -202,8 +239,41 @@ def load_deployment(config_dir: Path, *, overrides: Mapping[str, Any] | None = N
             delivery=PartnerDelivery(
                 mode, d["format"], d.get("url"), secret, replace(settings.delivery, **overrides_d)
             ),
+            inbound=_inbound(config_dir, i, p),
         )
     return Deployment(settings, policy, partners)
+
+
+def _inbound(config_dir: Path, index: int, partner: Mapping[str, Any]) -> PartnerInbound:
+    raw = partner.get("inbound", {})
+    drop = raw.get("folder_drop")
+    options: dict[str, dict[str, Any]] = {}
+    for fmt, opts in raw.get("adapter_options", {}).items():
+        options[fmt] = {}
+        for key, value in opts.items():
+            if not key.endswith("_file"):
+                options[fmt][key] = value
+                continue
+            where = f"/partners/{index}/inbound/adapter_options/{fmt}/{key}"
+            path = _resolve(config_dir, str(value))
+            if not path.is_file():
+                raise ConfigError(
+                    f"{config_dir / 'partners.yaml'}: {where} (file-exists): no such file {value!r} "
+                    "(paths are relative to the deployment folder)"
+                )
+            options[fmt][key.removesuffix("_file")] = read_yaml(path)
+    ods_code = partner.get("identifiers", {}).get("ods_code")
+    if raw.get("mllp") and not ods_code:
+        raise ConfigError(
+            f"{config_dir / 'partners.yaml'}: /partners/{index}/inbound/mllp (mllp-needs-ods-code): "
+            "an MLLP sender is known by MSH-4; set identifiers.ods_code"
+        )
+    return PartnerInbound(
+        ods_code=ods_code,
+        mllp=bool(raw.get("mllp", False)),
+        folder_drop=FolderDrop(_resolve(config_dir, drop["path"]), drop["format"]) if drop else None,
+        adapter_options=options,
+    )
 
 
 def _secret_env(partner_id: str) -> str:

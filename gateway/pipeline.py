@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 import structlog
 
 from adapters import AdapterRegistry
+from adapters.base import Adapter, BatchAdapter
+from adapters.identifiers import upn_warnings
 from canonical import Message, Violation
 from consent import (
     ConsentView,
@@ -54,6 +56,8 @@ class Accepted:
     duplicate: bool
     recipients: tuple[str, ...]
     """Recipients with a delivery queued (empty for a duplicate)."""
+    warnings: tuple[Violation, ...] = ()
+    """Accepted, but worth the sender's attention (e.g. a UPN of an unlisted authority)."""
 
 
 class PolicyHolder:
@@ -76,7 +80,11 @@ class Pipeline:
         notify: Callable[[str], None],
         consents: ConsentView | None = None,
         clock: Callable[[], float] = time.time,
+        partner_adapters: Mapping[str, AdapterRegistry] | None = None,
+        known_la_codes: frozenset[str] = frozenset(),
     ) -> None:
+        self._partner_adapters = partner_adapters or {}
+        self._known_la_codes = known_la_codes
         self._consents = consents
         self._store = store
         self._keyring = keyring
@@ -90,14 +98,49 @@ class Pipeline:
     async def ingest(
         self, source: str, content_type: str, body: bytes, idempotency_key: str | None
     ) -> Accepted:
-        adapter = self._adapters.for_content_type(content_type)
+        """One message (HTTP, MLLP). A batch format's body must carry exactly one."""
+        adapter = self.adapter_for(source, content_type)
+        policy = self._policy.current
+        message = adapter.parse(body, policy.dictionary)
+        warnings = self._check(source, adapter.name, message)
+        return await self._accept(
+            source, adapter.name, message, warnings, _body_sha256(content_type, body), idempotency_key
+        )
+
+    async def ingest_batch(self, source: str, format_name: str, body: bytes) -> list[Accepted]:
+        """Every message of one batch file (folder drop), in file order.
+
+        Each message's idempotency key is derived from the file's digest and its position, so a
+        file processed again (a crash before it was moved to ``done/``) creates nothing new.
+        The file is parsed whole first: an invalid record rejects the file and stores nothing.
+        """
+        registry = self._partner_adapters.get(source, self._adapters)
+        adapter = registry.by_name[format_name]
+        policy = self._policy.current
+        if isinstance(adapter, BatchAdapter):
+            messages = adapter.parse_batch(body, policy.dictionary)
+        else:
+            messages = (adapter.parse(body, policy.dictionary),)
+        checked = [(m, self._check(source, adapter.name, m)) for m in messages]
+        digest = _body_sha256(adapter.media_type, body)
+        return [
+            await self._accept(source, adapter.name, m, warnings, digest, f"file:{digest}:{i}")
+            for i, (m, warnings) in enumerate(checked)
+        ]
+
+    def adapter_for(self, source: str, content_type: str) -> Adapter:
+        registry = self._partner_adapters.get(source, self._adapters)
+        adapter = registry.for_content_type(content_type)
         if adapter is None:
-            supported = ", ".join(sorted(self._adapters.by_content_type))
+            supported = ", ".join(sorted(registry.by_content_type))
             raise UnsupportedMediaType(
                 [Violation("/", "content-type", f"unsupported Content-Type; send one of: {supported}")]
             )
+        return adapter
+
+    def _check(self, source: str, adapter_name: str, message: Message) -> tuple[Violation, ...]:
+        """Refuse what no accept may store; return the warnings for an acceptable message."""
         policy = self._policy.current
-        message = adapter.parse(body, policy.dictionary)
         if message.envelope.source and message.envelope.source != source:
             raise Forbidden("envelope.source names another partner than the authenticated one")
         unknown = unknown_named_recipients(message, policy)
@@ -108,9 +151,20 @@ class Pipeline:
                     Violation(f"/envelope/recipients/{i}", "known-partner", "not a partner of this gateway")
                     for i in idx
                 ],
-                adapter=adapter.name,
+                adapter=adapter_name,
             )
+        return tuple(upn_warnings(message, self._known_la_codes))
 
+    async def _accept(
+        self,
+        source: str,
+        adapter_name: str,
+        message: Message,
+        warnings: tuple[Violation, ...],
+        body_sha256: str,
+        idempotency_key: str | None,
+    ) -> Accepted:
+        policy = self._policy.current
         received = self._clock()
         now = datetime.fromtimestamp(received, UTC)
         message_id = new_id("msg")
@@ -118,9 +172,6 @@ class Pipeline:
             message_id=message_id, source=source, received_at=now.isoformat(timespec="milliseconds")
         )
         subjects = self._subjects(message)
-        body_sha256 = hashlib.sha256(
-            content_type.split(";", maxsplit=1)[0].strip().lower().encode() + b"\n" + body
-        ).hexdigest()
 
         decisions: list[DecisionRecord] = []
         deliveries: list[DeliveryRecord] = []
@@ -132,7 +183,7 @@ class Pipeline:
                 {
                     "event_type": message.envelope.event_type,
                     "purpose": message.envelope.purpose,
-                    "adapter": adapter.name,
+                    "adapter": adapter_name,
                     "body_sha256": body_sha256,
                     "subjects": list(subjects),
                     "candidates": list(candidate_list),
@@ -200,7 +251,7 @@ class Pipeline:
             ) from None
         if outcome.duplicate:
             self._metrics.duplicates.labels(source).inc()
-            return Accepted(outcome.message_id, True, ())
+            return Accepted(outcome.message_id, True, (), warnings)
         recipients = tuple(dict.fromkeys(d.recipient for d in deliveries))
         for r in recipients:
             self._notify(r)
@@ -213,7 +264,7 @@ class Pipeline:
             candidates=len(candidate_list),
             queued=len(deliveries),
         )
-        return Accepted(message_id, False, recipients)
+        return Accepted(message_id, False, recipients, warnings)
 
     def _subjects(self, message: Message) -> tuple[str, ...]:
         return tuple(
@@ -261,6 +312,12 @@ class Pipeline:
             review_role=decision.review_role,
             review_deadline=decision.review_deadline.timestamp() if decision.review_deadline else None,
         )
+
+
+def _body_sha256(content_type: str, body: bytes) -> str:
+    return hashlib.sha256(
+        content_type.split(";", maxsplit=1)[0].strip().lower().encode() + b"\n" + body
+    ).hexdigest()
 
 
 def _canonical_bytes(message: Message) -> bytes:

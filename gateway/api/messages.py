@@ -15,6 +15,7 @@ from gateway.api.state import SERVICES
 from gateway.audit import AuditEvent
 from gateway.crypto import Sealed
 from gateway.errors import Forbidden, IdempotencyConflict, NotFound, PayloadTooLarge
+from gateway.rejections import record_rejection
 
 MAX_IDEMPOTENCY_KEY = 200
 MAX_INBOX_LIMIT = 100
@@ -28,16 +29,7 @@ async def post_message(request: web.Request) -> web.Response:
         return await _accept(request, source, started)
     except (InvalidInput, Forbidden, IdempotencyConflict) as exc:
         # Counted and audited without content: operators see rejections per partner and rule.
-        violations = exc.violations if isinstance(exc, InvalidInput) else []
-        rule = exc.reason if isinstance(exc, InvalidInput) else exc.type_slug
-        svc.metrics.rejected.labels(source, str(exc.status), rule).inc()
-        event = {
-            "status": exc.status,
-            "rules": sorted({v.rule for v in violations} or {rule}),
-            "fields": [v.field for v in violations[:20]],
-            "adapter": exc.adapter if isinstance(exc, InvalidInput) else None,
-        }
-        await svc.backend.append_audit([AuditEvent("message.rejected", event, None, source)])
+        await record_rejection(svc.backend, svc.metrics, source, exc)
         raise
 
 
@@ -66,8 +58,15 @@ async def _accept(request: web.Request, source: str, started: float) -> web.Resp
     accepted = await svc.pipeline.ingest(source, request.headers.get("Content-Type", ""), body, key)
     svc.metrics.ingest_seconds.observe(time.perf_counter() - started)
     status_url = f"/v1/messages/{accepted.message_id}"
+    document: dict[str, Any] = {
+        "message_id": accepted.message_id,
+        "status_url": status_url,
+        "duplicate": accepted.duplicate,
+    }
+    if accepted.warnings:
+        document["warnings"] = [w.as_dict() for w in accepted.warnings]
     return web.json_response(
-        {"message_id": accepted.message_id, "status_url": status_url, "duplicate": accepted.duplicate},
+        document,
         status=202,
         headers={"Location": status_url},
     )

@@ -1,0 +1,84 @@
+"""Shared input handling for every adapter: bounded JSON decoding, schema checks against
+our own schemas, and the last step that turns a built canonical document into a
+``Message`` only if it is valid.
+
+Errors name where and which rule, never the value (``canonical.errors``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from canonical import DataDictionary, InvalidInput, Message, Violation
+from canonical.validate import canonical_violations, fast_check, schema_validator, schema_violations
+
+MAX_JSON_DEPTH = 32
+"""Deeper than any of our formats needs; a deeper document is refused before validation."""
+
+
+def load_json(body: bytes, adapter: str) -> Any:
+    """UTF-8 JSON -> Python values; ``InvalidInput`` on bad encoding, syntax or nesting."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(
+            [Violation("/", "utf-8", "the body must be UTF-8 encoded JSON")], adapter=adapter
+        ) from None
+    if _nesting(text) > MAX_JSON_DEPTH:
+        raise InvalidInput(
+            [Violation("/", "max-depth", f"nested deeper than {MAX_JSON_DEPTH} levels")], adapter=adapter
+        )
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        # Position only: the exception's own text can quote the sender's bytes.
+        raise InvalidInput(
+            [Violation("/", "json-syntax", f"not valid JSON (line {exc.lineno}, column {exc.colno})")],
+            adapter=adapter,
+        ) from None
+    except RecursionError:  # pragma: no cover - _nesting refuses such input first
+        raise InvalidInput(
+            [Violation("/", "max-depth", f"nested deeper than {MAX_JSON_DEPTH} levels")], adapter=adapter
+        ) from None
+
+
+def _nesting(text: str) -> int:
+    """Upper bound of bracket nesting (brackets inside strings count too: a bound, cheap)."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def check_schema(schema: str, document: Any, adapter: str) -> None:
+    """Validate against one of ``schemas/`` (compiled fast path, ``jsonschema`` to explain)."""
+    if fast_check(schema)(document):
+        return
+    problems = schema_violations(schema_validator(schema), document)
+    if problems:
+        raise InvalidInput(problems, adapter=adapter)
+
+
+def to_message(document: dict[str, Any], dictionary: DataDictionary, adapter: str) -> Message:
+    """A canonical document built by an adapter -> a ``Message``, if it is valid.
+
+    A violation here means the native message mapped to something the canonical model does
+    not allow (an unknown event type, a duplicated person ref): the fields are canonical
+    JSON pointers, prefixed ``canonical:`` so the sender can tell them from native fields.
+    """
+    problems = canonical_violations(document, dictionary)
+    if problems:
+        raise InvalidInput(
+            [Violation(f"canonical:{v.field}", v.rule, v.message) for v in problems], adapter=adapter
+        )
+    return Message.from_dict(document)
+
+
+def dumps(document: Any) -> bytes:
+    """Compact UTF-8 JSON, the way every JSON renderer writes."""
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
