@@ -26,6 +26,7 @@ from gateway.consents import GatewayConsents
 from gateway.crypto import Keyring, generate_keyring
 from gateway.delivery.dispatcher import Dispatcher
 from gateway.errors import ConfigError
+from gateway.folder_drop import serve_folder_drops
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline, PolicyHolder
 from gateway.store.base import Backend
@@ -133,6 +134,7 @@ def create_app(deployment: Deployment, *, backend: Backend | None = None) -> web
     app.router.add_get("/metrics", health.metrics)
     app.router.add_get("/openapi.json", health.openapi)
     app.cleanup_ctx.append(_lifecycle)
+    app.cleanup_ctx.append(serve_folder_drops)
     return app
 
 

@@ -85,9 +85,13 @@ def write_deployment(
     delivery: dict[str, Any] | None = None,
     partner_delivery: dict[str, dict[str, Any]] | None = None,
     synchronous: str = "FULL",
+    partner_inbound: dict[str, dict[str, Any]] | None = None,
+    settings_extra: dict[str, Any] | None = None,
 ) -> Path:
     """Copy the example deployment into ``target`` with webhook URLs pointing at
-    ``receiver_base`` and test-friendly delivery settings."""
+    ``receiver_base`` and test-friendly delivery settings. ``partner_inbound`` sets partners'
+    ``inbound`` sections (relative paths are relative to ``target``); ``settings_extra`` adds
+    top-level ``gateway.yaml`` settings."""
     target.mkdir(parents=True, exist_ok=True)
     for name in ("agreements.yaml", "routes.yaml", "secrets.yaml"):
         (target / name).write_text((EXAMPLE / name).read_text())
@@ -96,6 +100,8 @@ def write_deployment(
         if p["delivery"]["mode"] == "webhook":
             p["delivery"]["url"] = f"{receiver_base}/{p['id']}"
         p["delivery"].update((partner_delivery or {}).get(p["id"], {}))
+        if p["id"] in (partner_inbound or {}):
+            p["inbound"] = (partner_inbound or {})[p["id"]]
     (target / "partners.yaml").write_text(yaml.safe_dump(partners))
     settings = yaml.safe_load((EXAMPLE / "gateway.yaml").read_text())
     settings["listen"]["port"] = port
@@ -119,6 +125,7 @@ def write_deployment(
             "token_sha256": hashlib.sha256(b"test-ig-lead-token").hexdigest(),
         }
     )
+    settings.update(settings_extra or {})
     (target / "gateway.yaml").write_text(yaml.safe_dump(settings))
     return target
 

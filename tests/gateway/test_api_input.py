@@ -3,11 +3,12 @@ and the rejection is counted in metrics. Authentication and idempotency too."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from tests.conftest import RunningGateway
+from tests.conftest import GatewayFactory, RunningGateway
 from tests.support import CANONICAL, CSC, POLICE, SCHOOL, TOKENS, auth, body, sample_message
 
 
@@ -173,3 +174,27 @@ class TestIdempotency:
                 assert r.status == 202
                 assert (await r.json())["duplicate"] is False
         assert await stored_messages(gateway) == 2
+
+
+class TestWarnings:
+    async def test_a_upn_from_an_unlisted_authority_is_accepted_with_a_warning(
+        self, start_gateway: GatewayFactory
+    ) -> None:
+        gw: RunningGateway = await start_gateway(settings_extra={"identifiers": {"known_la_codes": ["999"]}})
+        doc = sample_message()
+        doc["people"][0]["identifiers"].append({"system": "upn", "value": "B801200005001"})
+        async with gw.http.post(gw.url("/v1/messages"), data=body(doc), headers=auth(POLICE)) as r:
+            assert r.status == 202
+            accepted = await r.json()
+        assert [(w["field"], w["rule"]) for w in accepted["warnings"]] == [
+            ("/people/0/identifiers/1/value", "upn-la-code-known")
+        ]
+        assert "B801200005001" not in json.dumps(accepted)
+        assert await stored_messages(gw) == 1
+
+    async def test_no_warnings_key_when_there_is_nothing_to_say(self, gateway: RunningGateway) -> None:
+        async with gateway.http.post(
+            gateway.url("/v1/messages"), data=body(sample_message()), headers=auth(POLICE)
+        ) as r:
+            assert r.status == 202
+            assert "warnings" not in await r.json()

@@ -4,10 +4,12 @@ inside it and the rule broken."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from gateway.app import create_app
 from gateway.cli import main
 from gateway.config import Secret, load_deployment
 from gateway.errors import ConfigError
@@ -86,3 +88,91 @@ class TestLoadDeployment:
         assert main(["serve", "--config", str(config)]) == 2
         err = capsys.readouterr().err
         assert "gateway.yaml: /listen/port (type)" in err
+
+
+class TestInbound:
+    """partners.yaml ``inbound``: MLLP senders, folder drops and per-format adapter options."""
+
+    def test_defaults_are_http_only(self, config: Path) -> None:
+        inbound = load_deployment(config).partners["ed-northshire-general"].inbound
+        assert (inbound.mllp, inbound.folder_drop, dict(inbound.adapter_options)) == (False, None, {})
+        assert inbound.ods_code == "ZZZ98"
+
+    def test_folder_and_option_files_are_resolved_against_the_deployment(self, config: Path) -> None:
+        (config / "mappings").mkdir()
+        (config / "mappings" / "force.yaml").write_text("renames: {a: b}\n")
+
+        def set_inbound(d: dict[str, Any]) -> None:
+            d["partners"][0]["inbound"] = {
+                "folder_drop": {"path": "drops/police", "format": "canonical-json"},
+                "adapter_options": {
+                    "police-ppn": {"field_mapping_file": "mappings/force.yaml", "strict": True}
+                },
+            }
+
+        edit(config / "partners.yaml", set_inbound)
+        inbound = load_deployment(config).partners["police-northshire"].inbound
+        assert inbound.folder_drop is not None
+        assert inbound.folder_drop.path == (config / "drops" / "police").resolve()
+        assert inbound.adapter_options == {
+            "police-ppn": {"field_mapping": {"renames": {"a": "b"}}, "strict": True}
+        }
+
+    def test_a_missing_option_file_names_the_path_and_rule(self, config: Path) -> None:
+        edit(
+            config / "partners.yaml",
+            lambda d: d["partners"][0].update(
+                inbound={"adapter_options": {"police-ppn": {"field_mapping_file": "nope.yaml"}}}
+            ),
+        )
+        with pytest.raises(
+            ConfigError,
+            match=r"/partners/0/inbound/adapter_options/police-ppn/field_mapping_file \(file-exists\)",
+        ):
+            load_deployment(config)
+
+    def test_an_mllp_sender_needs_an_ods_code(self, config: Path) -> None:
+        edit(config / "partners.yaml", lambda d: d["partners"][0].update(inbound={"mllp": True}))
+        with pytest.raises(ConfigError, match=r"/partners/0/inbound/mllp \(mllp-needs-ods-code\)"):
+            load_deployment(config)
+
+    def test_an_unknown_folder_format_stops_the_app(self, config: Path) -> None:
+        edit(
+            config / "partners.yaml",
+            lambda d: d["partners"][0].update(inbound={"folder_drop": {"path": "x", "format": "telex"}}),
+        )
+        with pytest.raises(ConfigError, match=r"unknown-format.*folder_drop format 'telex'"):
+            create_app(load_deployment(config))
+
+    def test_options_for_a_format_without_options_stop_the_app(self, config: Path) -> None:
+        edit(
+            config / "partners.yaml",
+            lambda d: d["partners"][0].update(inbound={"adapter_options": {"canonical-json": {"x": 1}}}),
+        )
+        with pytest.raises(ConfigError, match=r"adapter-options.*takes no options"):
+            create_app(load_deployment(config))
+
+    def test_two_mllp_senders_with_one_ods_code_are_refused(self, config: Path) -> None:
+        def twins(d: dict[str, Any]) -> None:
+            for p in d["partners"]:
+                if p["id"] in {"ed-northshire-general", "gp-riverside-surgery"}:
+                    p["identifiers"]["ods_code"] = "ZZZ98"
+                    p["inbound"] = {"mllp": True}
+
+        edit(config / "partners.yaml", twins)
+        with pytest.raises(ConfigError, match="unique-mllp-sender"):
+            create_app(load_deployment(config))
+
+    def test_settings_for_the_listeners(self, config: Path) -> None:
+        edit(
+            config / "gateway.yaml",
+            lambda d: d.update(
+                mllp={"port": 0, "max_message_bytes": 4096},
+                folder_drop={"poll_seconds": 0.5},
+                identifiers={"known_la_codes": ["999", "801"]},
+            ),
+        )
+        s = load_deployment(config).settings
+        assert (s.mllp_host, s.mllp_port, s.mllp_max_message_bytes) == ("127.0.0.1", 0, 4096)
+        assert s.folder_poll_seconds == 0.5
+        assert s.known_la_codes == {"999", "801"}
