@@ -7,7 +7,7 @@ from consent.decision import Decision, Effect, Withheld, decide
 from consent.policy import Agreement, Partner, PolicyError, PolicySnapshot, compile_policy
 from consent.redact import redact
 from consent.registry import ConsentRecord, ConsentRegistry, ConsentState, ConsentView, DecidedBy
-from consent.routing import candidates, unknown_named_recipients
+from consent.routing import candidates, resolve_named_recipients, unknown_named_recipients
 
 __all__ = [
     "Agreement",
@@ -26,5 +26,6 @@ __all__ = [
     "compile_policy",
     "decide",
     "redact",
+    "resolve_named_recipients",
     "unknown_named_recipients",
 ]

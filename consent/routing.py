@@ -1,5 +1,12 @@
 """Candidate recipients for a message: the standing routes for its event type plus any
-recipients the sender named. A candidate is a question for ``decide``, never a permission."""
+recipients the sender named. A candidate is a question for ``decide``, never a permission.
+
+A sender may name a recipient by partner id or by an identifier the partner is known by —
+``school-urn.<URN>`` or ``ods-code.<ODS code>`` (lower case; a CTF names its destination
+school by URN) — and ``resolve_named_recipients`` turns those into partner ids first. A
+reference that matches no partner, or more than one, stays as it is and is then refused as
+an unknown recipient.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,28 @@ def candidates(message: Message, policy: PolicySnapshot) -> tuple[str, ...]:
     out.update(dict.fromkeys(env.recipients))
     out.pop(env.source, None)
     return tuple(out)
+
+
+RECIPIENT_REFERENCES = {"school-urn": "school_urn", "ods-code": "ods_code"}
+"""Reference prefix -> the partner identifier it names (only identifiers unique to one partner)."""
+
+
+def resolve_named_recipients(message: Message, policy: PolicySnapshot) -> Message:
+    """The message with every ``kind.value`` recipient reference replaced by its partner id."""
+    named = message.envelope.recipients
+    if not any("." in r for r in named):
+        return message
+    resolved = tuple(dict.fromkeys(_resolve(r, policy) for r in named))
+    return message.with_envelope(recipients=resolved)
+
+
+def _resolve(reference: str, policy: PolicySnapshot) -> str:
+    kind, _, value = reference.partition(".")
+    key = RECIPIENT_REFERENCES.get(kind)
+    if key is None or not value:
+        return reference
+    matches = [p.id for p in policy.partners.values() if p.identifiers.get(key, "").lower() == value]
+    return matches[0] if len(matches) == 1 else reference
 
 
 def unknown_named_recipients(message: Message, policy: PolicySnapshot) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ from consent import (
     candidates,
     decide,
     redact,
+    resolve_named_recipients,
     unknown_named_recipients,
 )
 from gateway.audit import AuditEvent
@@ -101,8 +102,7 @@ class Pipeline:
         """One message (HTTP, MLLP). A batch format's body must carry exactly one."""
         adapter = self.adapter_for(source, content_type)
         policy = self._policy.current
-        message = adapter.parse(body, policy.dictionary)
-        warnings = self._check(source, adapter.name, message)
+        message, warnings = self._check(source, adapter.name, adapter.parse(body, policy.dictionary))
         return await self._accept(
             source, adapter.name, message, warnings, _body_sha256(content_type, body), idempotency_key
         )
@@ -121,7 +121,7 @@ class Pipeline:
             messages = adapter.parse_batch(body, policy.dictionary)
         else:
             messages = (adapter.parse(body, policy.dictionary),)
-        checked = [(m, self._check(source, adapter.name, m)) for m in messages]
+        checked = [self._check(source, adapter.name, m) for m in messages]
         digest = _body_sha256(adapter.media_type, body)
         return [
             await self._accept(source, adapter.name, m, warnings, digest, f"file:{digest}:{i}")
@@ -138,9 +138,13 @@ class Pipeline:
             )
         return adapter
 
-    def _check(self, source: str, adapter_name: str, message: Message) -> tuple[Violation, ...]:
-        """Refuse what no accept may store; return the warnings for an acceptable message."""
+    def _check(
+        self, source: str, adapter_name: str, message: Message
+    ) -> tuple[Message, tuple[Violation, ...]]:
+        """Refuse what no accept may store; return the message with named recipients resolved
+        to partner ids, and the warnings for it."""
         policy = self._policy.current
+        message = resolve_named_recipients(message, policy)
         if message.envelope.source and message.envelope.source != source:
             raise Forbidden("envelope.source names another partner than the authenticated one")
         unknown = unknown_named_recipients(message, policy)
@@ -153,7 +157,7 @@ class Pipeline:
                 ],
                 adapter=adapter_name,
             )
-        return tuple(upn_warnings(message, self._known_la_codes))
+        return message, tuple(upn_warnings(message, self._known_la_codes))
 
     async def _accept(
         self,

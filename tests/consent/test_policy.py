@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 
 from canonical import Message, default_dictionary
-from consent import PolicyError, candidates, compile_policy, unknown_named_recipients
+from consent import (
+    PolicyError,
+    PolicySnapshot,
+    candidates,
+    compile_policy,
+    resolve_named_recipients,
+    unknown_named_recipients,
+)
 from tests.consent.builders import CSC, SCHOOL, SENDER, agreement, documents, policy
 from tests.support import sample_message
 
@@ -74,3 +81,41 @@ class TestRouting:
         doc = sample_message()
         doc["envelope"].update(source=SENDER, recipients=["ghost", CSC])
         assert unknown_named_recipients(Message.from_dict(doc), policy(agreement())) == ("ghost",)
+
+
+class TestRecipientReferences:
+    """A sender may name a recipient by school URN or ODS code instead of partner id."""
+
+    @staticmethod
+    def snapshot() -> PolicySnapshot:
+        docs = documents(agreement())
+        by_id = {p["id"]: p for p in docs["partners.yaml"]["partners"]}
+        by_id[SCHOOL]["identifiers"] = {"school_urn": "999001", "la_code": "999"}
+        by_id[CSC]["identifiers"] = {"ods_code": "ZZZ91", "la_code": "999"}
+        by_id[SENDER]["identifiers"] = {"ods_code": "ZZZ92", "la_code": "999"}
+        return compile_policy(docs, default_dictionary())
+
+    def named(self, *recipients: str) -> Message:
+        doc = sample_message()
+        doc["envelope"].update(source=SENDER, recipients=list(recipients))
+        return Message.from_dict(doc)
+
+    def test_references_become_partner_ids(self) -> None:
+        msg = resolve_named_recipients(
+            self.named("school-urn.999001", "ods-code.zzz91", SCHOOL), self.snapshot()
+        )
+        assert msg.envelope.recipients == (SCHOOL, CSC)
+
+    @pytest.mark.parametrize(
+        "reference",
+        ["school-urn.000000", "la-code.999", "fax.999001", "school-urn.", "ods-code.zzz9"],
+    )
+    def test_unknown_or_unsupported_references_stay_and_are_refused(self, reference: str) -> None:
+        policy_ = self.snapshot()
+        msg = resolve_named_recipients(self.named(reference), policy_)
+        assert msg.envelope.recipients == (reference,)
+        assert unknown_named_recipients(msg, policy_) == (reference,)
+
+    def test_a_message_without_references_is_returned_as_it_is(self) -> None:
+        msg = self.named(SCHOOL)
+        assert resolve_named_recipients(msg, self.snapshot()) is msg
