@@ -3,9 +3,11 @@ recipients the sender named. A candidate is a question for ``decide``, never a p
 
 A sender may name a recipient by partner id or by an identifier the partner is known by —
 ``school-urn.<URN>`` or ``ods-code.<ODS code>`` (lower case; a CTF names its destination
-school by URN) — and ``resolve_named_recipients`` turns those into partner ids first. A
-reference that matches no partner, or more than one, stays as it is and is then refused as
-an unknown recipient.
+school by URN), or ``la-code.<code>`` for the children's social care of a local authority
+(an emergency department names the authority responsible for a child's protection plan) —
+and ``resolve_named_recipients`` turns those into partner ids first. A reference that
+matches no partner, or more than one, stays as it is and is then refused as an unknown
+recipient.
 """
 
 from __future__ import annotations
@@ -26,8 +28,12 @@ def candidates(message: Message, policy: PolicySnapshot) -> tuple[str, ...]:
     return tuple(out)
 
 
-RECIPIENT_REFERENCES = {"school-urn": "school_urn", "ods-code": "ods_code"}
-"""Reference prefix -> the partner identifier it names (only identifiers unique to one partner)."""
+RECIPIENT_REFERENCES: dict[str, tuple[str, str | None]] = {
+    "school-urn": ("school_urn", None),
+    "ods-code": ("ods_code", None),
+    "la-code": ("la_code", "social-care"),
+}
+"""Reference prefix -> (the partner identifier it names, the sector it is limited to)."""
 
 
 def resolve_named_recipients(message: Message, policy: PolicySnapshot) -> Message:
@@ -41,10 +47,14 @@ def resolve_named_recipients(message: Message, policy: PolicySnapshot) -> Messag
 
 def _resolve(reference: str, policy: PolicySnapshot) -> str:
     kind, _, value = reference.partition(".")
-    key = RECIPIENT_REFERENCES.get(kind)
-    if key is None or not value:
+    if kind not in RECIPIENT_REFERENCES or not value:
         return reference
-    matches = [p.id for p in policy.partners.values() if p.identifiers.get(key, "").lower() == value]
+    key, sector = RECIPIENT_REFERENCES[kind]
+    matches = [
+        p.id
+        for p in policy.partners.values()
+        if p.identifiers.get(key, "").lower() == value and sector in (None, p.sector)
+    ]
     return matches[0] if len(matches) == 1 else reference
 
 

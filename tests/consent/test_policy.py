@@ -106,9 +106,14 @@ class TestRecipientReferences:
         )
         assert msg.envelope.recipients == (SCHOOL, CSC)
 
+    def test_an_la_code_names_that_authority_s_social_care_only(self) -> None:
+        # The sender and social care share LA code 999; only one of them is social care.
+        msg = resolve_named_recipients(self.named("la-code.999"), self.snapshot())
+        assert msg.envelope.recipients == (CSC,)
+
     @pytest.mark.parametrize(
         "reference",
-        ["school-urn.000000", "la-code.999", "fax.999001", "school-urn.", "ods-code.zzz9"],
+        ["school-urn.000000", "la-code.998", "fax.999001", "school-urn.", "ods-code.zzz9"],
     )
     def test_unknown_or_unsupported_references_stay_and_are_refused(self, reference: str) -> None:
         policy_ = self.snapshot()
