@@ -4,13 +4,20 @@ recipients must not learn, and parse(render(m)) round-trips."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters import default_registry
 from adapters.canonical_json import MEDIA_TYPE, CanonicalJsonAdapter
 from canonical import InvalidInput, Message, default_dictionary
 from tests.support import body, sample_message
+
+
+def _containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
 
 
 class TestCanonicalJson:
@@ -38,6 +45,22 @@ class TestCanonicalJson:
         text = json.dumps([v.as_dict() for v in info.value.violations])
         assert "line 1" in text
         assert "CANARY" not in text
+
+    def test_deep_nesting_is_refused_before_decoding(self) -> None:
+        with pytest.raises(InvalidInput) as info:
+            self.adapter.parse(b'{"a":' * 5000 + b"1" + b"}" * 5000, default_dictionary())
+        assert [v.rule for v in info.value.violations] == ["max-depth"]
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.one_of(st.binary(max_size=400), st.recursive(st.none() | st.text(max_size=20), _containers)))
+    def test_any_input_gives_a_message_or_a_declared_error(self, raw: Any) -> None:
+        data = raw if isinstance(raw, bytes) else json.dumps(raw).encode()
+        problems = None
+        try:
+            self.adapter.parse(data, default_dictionary())
+        except InvalidInput as exc:
+            problems = exc.violations
+        assert problems is None or problems
 
     def test_render_never_tells_a_recipient_whom_else_the_sender_named(self) -> None:
         msg = Message.from_dict(sample_message())
