@@ -8,6 +8,7 @@ Errors name where and which rule, never the value (``canonical.errors``).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from canonical import DataDictionary, InvalidInput, Message, Violation
@@ -43,14 +44,18 @@ def load_json(body: bytes, adapter: str) -> Any:
         ) from None
 
 
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
 def _nesting(text: str) -> int:
-    """Upper bound of bracket nesting (brackets inside strings count too: a bound, cheap)."""
+    """Upper bound of bracket nesting (brackets inside strings count too: a bound, cheap —
+    only the brackets are visited, not every character)."""
     depth = deepest = 0
-    for ch in text:
-        if ch in "[{":
+    for match in _BRACKETS.finditer(text):
+        if match.group() in "[{":
             depth += 1
             deepest = max(deepest, depth)
-        elif ch in "]}":
+        else:
             depth -= 1
     return deepest
 

@@ -15,12 +15,11 @@ from typing import Any
 import fastjsonschema
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
-from stdnum.exceptions import ValidationError as StdnumError
-from stdnum.gb import nhs, upn
 
 import schemas
 from canonical.dictionary import DataDictionary
 from canonical.errors import Violation
+from canonical.identifiers import identifier_violation
 
 _format_checker = FormatChecker(formats=())
 
@@ -258,11 +257,6 @@ def _identifier_violations(
             f"{path}/system", "known-identifier-system", "not an identifier system in the data dictionary"
         )
         return
-    checker = {"nhs-number": nhs, "upn": upn}.get(system)
-    if checker is None:
-        return
-    try:
-        checker.validate(value)
-    except StdnumError:
-        rule = "nhs-number-check-digit" if system == "nhs-number" else "upn-check-letter"
-        yield Violation(f"{path}/value", rule, f"not a valid {system} (length, format or check character)")
+    found = identifier_violation(system, value, f"{path}/value")
+    if found is not None:
+        yield found

@@ -110,6 +110,12 @@ class Settings:
     data_dir: Path = Path("data")
     db_path: Path = Path("data/gateway.db")
     synchronous: str = "FULL"
+    store_backend: str = "sqlite"
+    """``sqlite`` (embedded, the default) or ``postgresql`` (scale-out: several instances)."""
+    database_url: Secret | None = None
+    """The PostgreSQL DSN (``store.url``, or ``GATEWAY_DATABASE_URL`` which wins); may hold a
+    password, so it is a ``Secret`` and MUST NOT be logged."""
+    database_pool_size: int = 10
     keyring_path: Path = Path("data/keyring.json")
     create_keyring: bool = False
     max_body_bytes: int = 256 * 1024
@@ -127,7 +133,8 @@ class Settings:
     folder_poll_seconds: float = 2.0
     folder_max_file_bytes: int = 32 * 1024 * 1024
     known_la_codes: frozenset[str] = frozenset()
-    """UPN local-authority codes this deployment expects; another is a warning. Empty: no check."""
+    """UPN local-authority codes this deployment expects; another is a warning. Empty: python-stdnum's
+    national list decides."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +192,7 @@ def load_settings(config_dir: Path) -> Settings:
     _check(path, "gateway-settings.schema.json", raw)
     data_dir = _resolve(config_dir, raw.get("data_dir", "data"))
     store = raw.get("store", {})
+    store_backend, database_url = _store_backend(path, store)
     keyring = raw.get("keyring", {})
     return Settings(
         config_dir=config_dir,
@@ -193,6 +201,9 @@ def load_settings(config_dir: Path) -> Settings:
         data_dir=data_dir,
         db_path=_resolve(data_dir, store.get("path", "gateway.db")),
         synchronous=store.get("synchronous", "FULL"),
+        store_backend=store_backend,
+        database_url=database_url,
+        database_pool_size=int(store.get("pool_size", 10)),
         keyring_path=_resolve(data_dir, keyring.get("path", "keyring.json")),
         create_keyring=bool(keyring.get("create_if_missing", False)),
         max_body_bytes=int(raw.get("limits", {}).get("max_body_bytes", 256 * 1024)),
@@ -208,6 +219,25 @@ def load_settings(config_dir: Path) -> Settings:
         folder_max_file_bytes=int(raw.get("folder_drop", {}).get("max_file_bytes", 32 * 1024 * 1024)),
         known_la_codes=frozenset(raw.get("identifiers", {}).get("known_la_codes", ())),
     )
+
+
+DATABASE_URL_ENV = "GATEWAY_DATABASE_URL"
+
+
+def _store_backend(path: Path, store: Mapping[str, Any]) -> tuple[str, Secret | None]:
+    """The store backend and, for PostgreSQL, its DSN: ``GATEWAY_DATABASE_URL`` (so a
+    password need not be written in a file) or else ``store.url``."""
+    backend = str(store.get("backend", "sqlite"))
+    env_url = os.environ.get(DATABASE_URL_ENV)
+    url = env_url or store.get("url")
+    if backend != "postgresql":
+        return backend, None
+    if not url:
+        raise ConfigError(
+            f"{path}: /store/url (postgresql-needs-url): store.backend is postgresql but no database "
+            f"URL is set; set store.url or the environment variable {DATABASE_URL_ENV}"
+        )
+    return backend, Secret(str(url))
 
 
 def load_deployment(config_dir: Path, *, overrides: Mapping[str, Any] | None = None) -> Deployment:

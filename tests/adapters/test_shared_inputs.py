@@ -134,6 +134,9 @@ class TestIdentifiers:
             ("upn", "B801200005001", None),
             ("upn", "Q207000016049", "upn-check-letter"),
             ("upn", "P207000016049", None),
+            # LA 999 is not on python-stdnum's national list: a warning, never an error
+            ("upn", "M999001226001", None),
+            ("upn", "A999001226001", "upn-check-letter"),
             ("local-child-id", "anything at all", None),
         ],
     )
@@ -152,10 +155,16 @@ class TestIdentifiers:
         doc = sample_message()
         doc["people"][0]["identifiers"].append({"system": "upn", "value": "B801200005001"})
         msg = Message.from_dict(doc)
-        assert upn_warnings(msg, frozenset()) == []
+        assert upn_warnings(msg, frozenset()) == []  # 801 is on python-stdnum's list
         assert upn_warnings(msg, frozenset({"801"})) == []
         (warning,) = upn_warnings(msg, frozenset({"999"}))
         assert (warning.field, warning.rule) == ("/people/0/identifiers/1/value", "upn-la-code-known")
+
+    def test_without_a_deployment_list_python_stdnum_s_list_decides(self) -> None:
+        doc = sample_message()
+        doc["people"][0]["identifiers"].append({"system": "upn", "value": "M999001226001"})
+        (warning,) = upn_warnings(Message.from_dict(doc), frozenset())
+        assert warning.rule == "upn-la-code-known"
 
 
 class _Configurable:
