@@ -31,7 +31,11 @@ def load_json(body: bytes, adapter: str) -> Any:
             [Violation("/", "max-depth", f"nested deeper than {MAX_JSON_DEPTH} levels")], adapter=adapter
         )
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant)
+    except _NonFinite:
+        raise InvalidInput(
+            [Violation("/", "finite-number", "NaN and Infinity are not JSON numbers")], adapter=adapter
+        ) from None
     except json.JSONDecodeError as exc:
         # Position only: the exception's own text can quote the sender's bytes.
         raise InvalidInput(
@@ -45,6 +49,15 @@ def load_json(body: bytes, adapter: str) -> Any:
 
 
 _BRACKETS = re.compile(r"[\[\]{}]")
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> Any:
+    # Python's json reads NaN, Infinity and -Infinity, which pass every schema bound.
+    raise _NonFinite(name)
 
 
 def _nesting(text: str) -> int:

@@ -11,8 +11,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from adapters import social_care
 from adapters.base import Adapter, AdapterOptionsError, ConfigurableAdapter
 from adapters.canonical_json import CanonicalJsonAdapter
+from adapters.cin_census import CinCensusAdapter
+from adapters.ctf import CtfAdapter
+from adapters.education import AttendanceConcernAdapter, ExclusionAdapter
 
 
 @dataclass(frozen=True)
@@ -61,4 +65,13 @@ class AdapterRegistry:
 
 def default_registry() -> AdapterRegistry:
     """Every format this release supports."""
-    return AdapterRegistry.of([CanonicalJsonAdapter()])
+    return AdapterRegistry.of(
+        [
+            CanonicalJsonAdapter(),
+            *(make() for make in social_care.ADAPTERS),
+            CinCensusAdapter(),
+            CtfAdapter(),
+            ExclusionAdapter(),
+            AttendanceConcernAdapter(),
+        ]
+    )

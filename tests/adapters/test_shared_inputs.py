@@ -32,6 +32,8 @@ class TestLoadJson:
             (b"\xff\xfe{", "utf-8"),
             (b'{"a": ' + CANARY.encode(), "json-syntax"),
             (b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1), "max-depth"),
+            (b'{"percent": NaN}', "finite-number"),
+            (b'{"percent": -Infinity}', "finite-number"),
         ],
     )
     def test_refusals_name_the_rule_and_never_the_bytes(self, raw: bytes, rule: str) -> None:

@@ -15,6 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters import default_registry
+from adapters.base import NotRenderable
+from adapters.canonical_json import NAME as CANONICAL_JSON
 from canonical import Flags, Message
 from consent import ConsentRecord, ConsentRegistry, ConsentState, DecidedBy, Effect, decide, redact
 from tests.consent.builders import CSC, SENDER, agreement, policy
@@ -187,11 +189,17 @@ class TestNoLeak:
             assert decision.released == frozenset()
             return
         # A held (review) decision is checked too: approval releases exactly this.
+        redacted = redact(msg, decision)
         for adapter in default_registry().by_name.values():
-            text = adapter.render(redact(msg, decision)).decode()
+            try:
+                text = adapter.render(redacted).decode()
+            except NotRenderable:
+                continue  # this format cannot carry the message: nothing is sent
             present = {c for c in canaries if c.value in text}
-            # Nothing beyond what may appear ...
-            assert {c for c in present if not may_appear(c)} == set()
-            # ... and every person-owned value that may appear does (no silent over-redaction).
-            expected = {c for c in canaries if may_appear(c) and c.person is not None}
-            assert expected <= present
+            # Nothing beyond what may appear, in any format ...
+            assert {c for c in present if not may_appear(c)} == set(), adapter.name
+            if adapter.name == CANONICAL_JSON:
+                # ... and in the full-fidelity format every person-owned value that may
+                # appear does (no silent over-redaction). Agency formats carry subsets.
+                expected = {c for c in canaries if may_appear(c) and c.person is not None}
+                assert expected <= present
