@@ -17,6 +17,9 @@ from adapters.canonical_json import CanonicalJsonAdapter
 from adapters.cin_census import CinCensusAdapter
 from adapters.ctf import CtfAdapter
 from adapters.education import AttendanceConcernAdapter, ExclusionAdapter
+from adapters.fhir import FhirR4Adapter
+from adapters.hl7v2 import Hl7v2Adapter
+from adapters.police import EncompassAdapter, MaracAdapter, PpnAdapter
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,11 @@ def default_registry() -> AdapterRegistry:
     return AdapterRegistry.of(
         [
             CanonicalJsonAdapter(),
+            FhirR4Adapter(),
+            Hl7v2Adapter(),
+            EncompassAdapter(),
+            PpnAdapter(),
+            MaracAdapter(),
             *(make() for make in social_care.ADAPTERS),
             CinCensusAdapter(),
             CtfAdapter(),

@@ -27,6 +27,7 @@ from gateway.crypto import Keyring, generate_keyring
 from gateway.delivery.dispatcher import Dispatcher
 from gateway.errors import ConfigError
 from gateway.folder_drop import serve_folder_drops
+from gateway.mllp import serve_mllp
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline, PolicyHolder
 from gateway.store.base import Backend
@@ -135,6 +136,7 @@ def create_app(deployment: Deployment, *, backend: Backend | None = None) -> web
     app.router.add_get("/openapi.json", health.openapi)
     app.cleanup_ctx.append(_lifecycle)
     app.cleanup_ctx.append(serve_folder_drops)
+    app.cleanup_ctx.append(serve_mllp)
     return app
 
 
