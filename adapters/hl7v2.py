@@ -12,10 +12,10 @@ Subset supported (everything else is refused or ignored, as listed):
   create real shares), a version outside 2.3-2.9 (MSH-12), or an A40 with more than one
   PID/MRG group raises ``UnsupportedHl7Message`` (the MLLP listener answers ``AR``). Content
   errors raise ``InvalidInput`` (``AE``).
-* **Segments read**: MSH, EVN, PID, PD1, NK1, PV1, PV2, DG1, MRG (A40). PID is required, PV1
-  too except for A40, MRG for A40. EVN is optional (EVN-2 falls back to MSH-7). Other
-  segments (Z-segments, AL1, OBX...) are ignored and never stored. Segment order is not
-  checked beyond MSH first; one message per body (no batches).
+* **Segments read**: MSH, EVN, PID, PD1, NK1, PV1, PV2, DG1, MRG (A40), and the local ``ZCP``
+  (below). PID is required, PV1 too except for A40, MRG for A40. EVN is optional (EVN-2 falls
+  back to MSH-7). Other segments (other Z-segments, AL1, OBX...) are ignored and never
+  stored. Segment order is not checked beyond MSH first; one message per body (no batches).
 * **Character sets**: MSH-18 empty or ``UNICODE UTF-8`` (UTF-8), ``ASCII``, ``8859/1``
   (Latin-1). UTF-16, NUL and other control bytes are refused. ``\\n`` and ``\\r\\n`` are accepted
   as segment terminators (files edited by hand), empty lines are skipped.
@@ -43,6 +43,13 @@ Field mapping (``docs/formats/hl7v2.md`` has the full table):
   PV1-3, PV1-44 or PV1-45 carry something; PV2-3 admit reason and DG1 diagnoses ->
   ``health.clinical`` items labelled ``R``. MRG-1 NHS numbers -> an ``identity.core`` item
   ``patient-merge`` ``{prior_nhs_numbers}``.
+* ``ZCP`` (a local segment agreed with emergency departments that see the CP-IS flag; HL7 v2
+  has no standard field for it): ZCP-1 ``CPP`` (child protection plan) or ``LAC`` (looked
+  after), ZCP-2 the responsible local authority's three-digit code, ZCP-3 the plan's start
+  date -> a ``social-care.status`` item ``cp-is-flag`` ``{status, responsible_la_code,
+  start_date}``, and the envelope names ``la-code.<ZCP-2>`` as a recipient: that authority's
+  children's social care is told of the attendance (DOMAIN scenario 2). Without a ZCP an
+  attendance names no one.
 * MSH-10 -> ``sender_reference``; EVN-2 (else MSH-7) -> ``occurred_at``; purpose
   ``safeguarding`` for an ED attendance, ``direct-care`` for the others. MSH-4 (the sender's
   ODS code) is informational here: the gateway authenticates the sender.
@@ -139,6 +146,10 @@ _MAX_ADDRESS_LINES = 4
 """XAD.1-XAD.4 (street, other designation, city, county); lines beyond are joined into XAD.4."""
 
 CHILD_REF = "child-1"
+CP_IS_FLAG = "cp-is-flag"
+_CP_IS_STATUS_IN = {"CPP": "child-protection-plan", "LAC": "looked-after"}
+_CP_IS_STATUS_OUT = {v: k for k, v in _CP_IS_STATUS_IN.items()}
+_LA_CODE = re.compile(r"[0-9]{3}")
 RENDER_APPLICATION = "MASH-GATEWAY"
 RENDER_VERSION = "2.5"
 
@@ -447,17 +458,41 @@ def parse_message(body: bytes, dictionary: DataDictionary) -> Message:
     evn2 = _value(evn, 2) if evn is not None else ""
     occurred = p.date_time(evn2, "EVN-2") if evn2 else p.date_time(msh7, "MSH-7")
     event_type = EVENTS[trigger]
+    items = _items(p, trigger, pv1, patient_class, mrg)
+    envelope: dict[str, Any] = {
+        "event_type": event_type,
+        "occurred_at": _iso(occurred),
+        "purpose": "safeguarding" if event_type == "health.ed-attendance" else "direct-care",
+        "sender_reference": control_id,
+    }
+    flag = _cp_is_flag(p)
+    if flag is not None:
+        items.append(Item("social-care.status", CP_IS_FLAG, flag, (CHILD_REF,)))
+        envelope["recipients"] = [f"la-code.{flag['responsible_la_code']}"]
     document = {
-        "envelope": {
-            "event_type": event_type,
-            "occurred_at": _iso(occurred),
-            "purpose": "safeguarding" if event_type == "health.ed-attendance" else "direct-care",
-            "sender_reference": control_id,
-        },
+        "envelope": envelope,
         "people": [person.as_dict() for person in _people(p, pid)],
-        "items": [item.as_dict() for item in _items(p, trigger, pv1, patient_class, mrg)],
+        "items": [item.as_dict() for item in items],
     }
     return to_message(document, dictionary, NAME)
+
+
+def _cp_is_flag(p: _Parser) -> dict[str, Any] | None:
+    """The local ZCP segment (module docstring), or ``None``."""
+    zcp = p.one("ZCP", required=False)
+    if zcp is None:
+        return None
+    code = p.value(zcp, "ZCP-1", 1)
+    if code not in _CP_IS_STATUS_IN:
+        raise _invalid("ZCP-1", "hl7-code", "CPP (child protection plan) or LAC (looked after)")
+    la_code = p.value(zcp, "ZCP-2", 2)
+    if not _LA_CODE.fullmatch(la_code):
+        raise _invalid("ZCP-2", "hl7-datatype", "the responsible local authority's three-digit code")
+    flag: dict[str, Any] = {"status": _CP_IS_STATUS_IN[code], "responsible_la_code": la_code}
+    start = p.value(zcp, "ZCP-3", 3)
+    if start:
+        flag["start_date"] = p.birth_date(start, "ZCP-3")
+    return flag
 
 
 def _check_header(p: _Parser) -> tuple[str, str]:
@@ -755,7 +790,20 @@ def render_message(message: Message) -> bytes:
     w.put(evn, env.source, 7)  # event facility: the partner the event came from
     _write_people(w, message.people)
     _write_visit(w, message.items, trigger)
+    _write_cp_is_flag(w, message.items)
     return w.text()
+
+
+def _write_cp_is_flag(w: _Writer, items: Sequence[Item]) -> None:
+    flag = next((i for i in items if i.category == "social-care.status" and i.type == CP_IS_FLAG), None)
+    status = _CP_IS_STATUS_OUT.get(str(flag.data.get("status"))) if flag is not None else None
+    if flag is None or status is None:
+        return
+    zcp = w.segment("ZCP")
+    w.put(zcp, status, 1)
+    w.put(zcp, _str(flag.data.get("responsible_la_code")), 2)
+    start = _str(flag.data.get("start_date"))
+    w.put(zcp, start.replace("-", "") if start else None, 3)
 
 
 def _write_people(w: _Writer, people: Sequence[Person]) -> None:

@@ -559,3 +559,57 @@ class TestBenchCases:
         assert len(large.people) == 50  # the child and 49 NK1: the model's limit
         assert large.children()[0].identifiers == (Identifier("nhs-number", "9990001014"),)
         assert parse(ADAPTER.render(delivered(large))).people == large.people
+
+
+class TestCpIsFlag:
+    """The local ZCP segment: an emergency department that sees a child's CP-IS flag names
+    the responsible authority, whose social care is then told of the attendance."""
+
+    ZCP = "ZCP|CPP|999|20260901"
+
+    def with_zcp(self, zcp: str | None = None) -> str:
+        return a04() + (zcp or self.ZCP) + "\n"
+
+    def test_the_flag_is_an_item_and_names_the_authority(self) -> None:
+        msg = parse(self.with_zcp())
+        flags = [i for i in msg.items if i.category == "social-care.status"]
+        assert [(i.type, i.data) for i in flags] == [
+            (
+                "cp-is-flag",
+                {"status": "child-protection-plan", "responsible_la_code": "999", "start_date": "2026-09-01"},
+            )
+        ]
+        assert msg.envelope.recipients == ("la-code.999",)
+
+    def test_without_a_zcp_an_attendance_names_no_one(self) -> None:
+        assert parse(a04()).envelope.recipients == ()
+
+    def test_looked_after_and_no_start_date(self) -> None:
+        (flag,) = [i for i in parse(self.with_zcp("ZCP|LAC|999")).items if i.category == "social-care.status"]
+        assert flag.data == {"status": "looked-after", "responsible_la_code": "999"}
+
+    @pytest.mark.parametrize(
+        ("zcp", "field", "rule"),
+        [
+            ("ZCP|XYZ|999", "ZCP-1", "hl7-code"),
+            ("ZCP|CPP|99", "ZCP-2", "hl7-datatype"),
+            ("ZCP|CPP|", "ZCP-2", "hl7-datatype"),
+            ("ZCP|CPP|999|2026-09-01", "ZCP-3", "hl7-datatype"),
+        ],
+    )
+    def test_a_bad_flag_is_refused_naming_the_field(self, zcp: str, field: str, rule: str) -> None:
+        error = rejection(self.with_zcp(zcp))
+        assert [(v.field, v.rule) for v in error.violations] == [(field, rule)]
+
+    def test_round_trip_writes_the_segment_back(self) -> None:
+        msg = parse(self.with_zcp())
+        out = ADAPTER.render(msg)
+        assert b"\rZCP|CPP|999|20260901" in out
+        assert parse(out).items == msg.items
+
+    def test_a_redacted_flag_is_not_written(self) -> None:
+        msg = parse(self.with_zcp())
+        reduced = Message(
+            msg.envelope, msg.people, tuple(i for i in msg.items if i.category != "social-care.status")
+        )
+        assert b"ZCP" not in ADAPTER.render(reduced)
