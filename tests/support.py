@@ -10,6 +10,7 @@ import asyncio
 import copy
 import hashlib
 import json
+import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,7 @@ def write_deployment(
     target.mkdir(parents=True, exist_ok=True)
     for name in ("agreements.yaml", "routes.yaml", "secrets.yaml"):
         (target / name).write_text((EXAMPLE / name).read_text())
+    shutil.copytree(EXAMPLE / "mappings", target / "mappings", dirs_exist_ok=True)
     partners = yaml.safe_load((EXAMPLE / "partners.yaml").read_text())
     for p in partners["partners"]:
         if p["delivery"]["mode"] == "webhook":
@@ -105,6 +107,7 @@ def write_deployment(
     (target / "partners.yaml").write_text(yaml.safe_dump(partners))
     settings = yaml.safe_load((EXAMPLE / "gateway.yaml").read_text())
     settings["listen"]["port"] = port
+    settings["mllp"]["port"] = 0  # any free port: tests and a running demo never clash
     settings["data_dir"] = str(target / "data")
     settings["store"]["synchronous"] = synchronous
     settings["delivery"] = {

@@ -109,7 +109,7 @@ def test_a_route_no_agreement_can_permit_is_a_warning() -> None:
         )
 
     found = findings(mutate)
-    assert [(f.code, f.path) for f in found] == [("route-never-permitted", "/routes/3/to/0")]
+    assert [(f.code, f.path) for f in found] == [("route-never-permitted", "/routes/4/to/0")]
     assert "gp-riverside-surgery" in found[0].message
 
 

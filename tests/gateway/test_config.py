@@ -42,6 +42,8 @@ class TestLoadDeployment:
             "virtual-school-northshire",
             "marac-northshire",
             "idva-northshire",
+            "police-southmoor",
+            "school-hillside-academy",
         }
         webhooks = {pid for pid, p in dep.partners.items() if p.delivery.mode == "webhook"}
         assert webhooks == {"school-riverside-primary", "csc-northshire"}
@@ -94,12 +96,24 @@ class TestInbound:
     """partners.yaml ``inbound``: MLLP senders, folder drops and per-format adapter options."""
 
     def test_defaults_are_http_only(self, config: Path) -> None:
-        inbound = load_deployment(config).partners["ed-northshire-general"].inbound
+        inbound = load_deployment(config).partners["gp-riverside-surgery"].inbound
         assert (inbound.mllp, inbound.folder_drop, dict(inbound.adapter_options)) == (False, None, {})
-        assert inbound.ods_code == "ZZZ98"
+        assert inbound.ods_code == "ZZZ97"
+
+    def test_the_example_s_inbound_sections(self, config: Path) -> None:
+        partners = load_deployment(config).partners
+        assert partners["ed-northshire-general"].inbound.mllp
+        drop = partners["school-riverside-primary"].inbound.folder_drop
+        assert drop is not None
+        assert (drop.path, drop.format) == (
+            (config / "drops" / "school-riverside-primary").resolve(),
+            "ctf-xml",
+        )
+        mapping = partners["police-southmoor"].inbound.adapter_options["police-ppn"]["field_mapping"]
+        assert isinstance(mapping, dict)
 
     def test_folder_and_option_files_are_resolved_against_the_deployment(self, config: Path) -> None:
-        (config / "mappings").mkdir()
+        (config / "mappings").mkdir(exist_ok=True)
         (config / "mappings" / "force.yaml").write_text("renames: {a: b}\n")
 
         def set_inbound(d: dict[str, Any]) -> None:

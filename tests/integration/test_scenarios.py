@@ -48,6 +48,8 @@ TOKENS = {
     VIRTUAL_SCHOOL: "demo-vsh-token",
     MARAC: "demo-marac-token",
     IDVA: "demo-idva-token",
+    "police-southmoor": "demo-southmoor-token",
+    "school-hillside-academy": "demo-hillside-token",
 }
 IG = {"Authorization": "Bearer test-ig-lead-token"}
 WAIT = 10.0
