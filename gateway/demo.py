@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway.app import create_app
 from gateway.config import load_deployment
+from gateway.mllp import MLLP_PORT
 from gateway.server import start_site
 from gateway.testing import Received, RecordingReceiver
 
@@ -58,10 +59,19 @@ def run_demo(config: Path, receiver_port: int) -> int:
         receiver = await RecordingReceiver(secrets, port=receiver_port, on_receive=_print_delivery).start()
         rport = receiver.port
         s = deployment.settings
-        gateway, gport = await start_site(create_app(deployment), s.host, s.port)
+        app = create_app(deployment)
+        gateway, gport = await start_site(app, s.host, s.port)
         base = f"http://{s.host}:{gport}"
         sample = (config / "messages" / "domestic-abuse-incident.json").resolve()
-        print(_banner(base, f"http://127.0.0.1:{rport}", sample), flush=True)
+        extra = []
+        if MLLP_PORT in app:
+            extra.append(f"  HL7 v2 over MLLP    {s.mllp_host}:{app[MLLP_PORT]} (docs/formats/hl7v2.md)")
+        extra += [
+            f"  Folder drop         {p.inbound.folder_drop.path}/ ({p.inbound.folder_drop.format}, {pid})"
+            for pid, p in deployment.partners.items()
+            if p.inbound.folder_drop is not None
+        ]
+        print(_banner(base, f"http://127.0.0.1:{rport}", sample, extra), flush=True)
         try:
             await _wait_for_signal()
         finally:
@@ -72,7 +82,7 @@ def run_demo(config: Path, receiver_port: int) -> int:
     return 0
 
 
-def _banner(base: str, receiver: str, sample: Path) -> str:
+def _banner(base: str, receiver: str, sample: Path, transports: list[str]) -> str:
     lines: list[Any] = [
         "",
         "Sharing gateway is running (example deployment, embedded SQLite).",
@@ -82,6 +92,7 @@ def _banner(base: str, receiver: str, sample: Path) -> str:
         f"  Metrics             {base}/metrics",
         f"  Queues (operator)   curl -H 'Authorization: Bearer demo-operator-token' {base}/v1/ops/queues",
         f"  Demo receiver       {receiver}/school-riverside-primary  {receiver}/csc-northshire",
+        *transports,
         "",
         "Send the sample police notification (in another terminal):",
         f"  curl -sS -X POST {base}/v1/messages \\",
