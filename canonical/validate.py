@@ -7,6 +7,7 @@ child's address.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime
 from functools import cache
@@ -102,6 +103,18 @@ def fast_check(name: str) -> Callable[[Any], bool]:
         return True
 
     return conforms
+
+
+def compile_schemas() -> int:
+    """Build every published schema's validator and, where its keywords allow, its fast
+    check — once, at start-up: a lazy first build would read files on the event loop.
+    Returns how many schemas were compiled."""
+    names = schemas.names(".schema.json")
+    for name in names:
+        schema_validator(name)
+        with contextlib.suppress(ValueError):  # a configuration schema the fast path refuses
+            fast_check(name)
+    return len(names)
 
 
 def _keywords(schema: Any) -> set[str]:

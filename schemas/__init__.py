@@ -13,7 +13,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-__all__ = ["load"]
+__all__ = ["load", "names"]
 
 
 @cache
@@ -24,3 +24,8 @@ def load(name: str) -> Any:
     """
     text = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
     return json.loads(text)
+
+
+def names(suffix: str) -> list[str]:
+    """The names of the published files ending in ``suffix`` (e.g. ``".schema.json"``)."""
+    return sorted(p.name for p in resources.files(__package__).iterdir() if p.name.endswith(suffix))

@@ -151,7 +151,7 @@ async def get_inbox(request: web.Request) -> web.Response:
             "attempt": lease.attempt,
             "lease_expires_at": lease.lease_until,
         }
-        if lease.media_type.endswith("json"):
+        if lease.media_type.split(";", 1)[0].strip().endswith("json"):
             item["payload"] = json.loads(payload)
         else:
             item["payload_base64"] = base64.b64encode(payload).decode()
