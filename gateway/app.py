@@ -14,7 +14,7 @@ from aiohttp import web
 
 from adapters import AdapterRegistry, default_registry
 from adapters.base import AdapterOptionsError
-from canonical.validate import schema_validator
+from canonical.validate import compile_schemas
 from gateway import background
 from gateway.api import health, ig, messages, ops
 from gateway.api.auth import Authenticator
@@ -27,8 +27,8 @@ from gateway.crypto import Keyring, generate_keyring
 from gateway.delivery.dispatcher import Dispatcher
 from gateway.errors import ConfigError
 from gateway.folder_drop import serve_folder_drops
-from gateway.mllp import serve_mllp
 from gateway.metrics import Metrics
+from gateway.mllp import serve_mllp
 from gateway.pipeline import Pipeline, PolicyHolder
 from gateway.store.base import Backend
 from gateway.store.sqlite import SqliteBackend
@@ -45,7 +45,15 @@ def open_keyring(deployment: Deployment) -> Keyring:
 
 
 def open_backend(deployment: Deployment) -> Backend:
+    """The configured backend, not yet opened (``open`` runs in the app's lifecycle; on
+    PostgreSQL it refuses a database whose schema is behind: run ``gateway db upgrade``)."""
     s = deployment.settings
+    if s.store_backend == "postgresql":
+        from gateway.store.postgres import PostgresBackend
+
+        if s.database_url is None:
+            raise ConfigError("gateway.yaml: /store/url (postgresql-needs-url): no database URL")
+        return PostgresBackend(s.database_url.reveal(), pool_size=s.database_pool_size)
     return SqliteBackend(s.db_path, synchronous=s.synchronous)
 
 
@@ -83,8 +91,7 @@ def create_app(deployment: Deployment, *, backend: Backend | None = None) -> web
     adapters = default_registry()
     per_partner = partner_adapters(deployment, adapters)
     # Build every validator now: a lazy first load would read files on the event loop.
-    for schema in ("canonical-message.schema.json", "consent-record.schema.json"):
-        schema_validator(schema)
+    compile_schemas()
     keyring = open_keyring(deployment)
     store = backend or open_backend(deployment)
     metrics = Metrics()

@@ -4,6 +4,7 @@
     gateway audit verify --config DIR [--expect-head HASH] [--json]
     gateway dead-letters list|replay|discard --config DIR ...
     gateway keys generate|rotate|rewrap ...
+    gateway db upgrade --config DIR      apply PostgreSQL schema migrations
     gateway policy check|explain|test|diff ...   the IG lead's tools (see docs/policy-tools.md)
     gateway demo --config DIR            the example deployment plus a demo receiver
 
@@ -27,6 +28,7 @@ from gateway.crypto import Keyring, generate_keyring, rotate_keyring
 from gateway.errors import ConfigError
 from gateway.logging import configure_logging
 from gateway.policy_cli import add_policy_parser, run_policy
+from gateway.store.base import Backend
 from gateway.store.sqlite import SqliteBackend
 
 
@@ -101,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(rot)
     rew = keys_sub.add_parser("rewrap", help="re-encrypt stored payloads under the active key")
     _config_arg(rew)
+    db = sub.add_parser("db", help="database schema (PostgreSQL store)")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = db_sub.add_parser(
+        "upgrade", help="apply pending PostgreSQL schema migrations, in order (idempotent)"
+    )
+    _config_arg(upgrade)
     add_policy_parser(sub)
     return parser
 
@@ -116,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "audit": _audit,
             "dead-letters": _dead_letters,
             "keys": _keys,
+            "db": _db,
             "policy": run_policy,
         }[args.command]
         return handler(args)
@@ -155,13 +164,19 @@ def _demo_receiver(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_backend(config: Path, fn: Callable[[SqliteBackend], Awaitable[int]]) -> int:
+def _with_backend(config: Path, fn: Callable[[Backend], Awaitable[int]]) -> int:
     settings = load_settings(config.resolve())
-    if not settings.db_path.exists():
-        raise ConfigError(f"{settings.db_path}: no database yet (has the gateway run?)")
+    backend: Backend
+    if settings.store_backend == "postgresql" and settings.database_url is not None:
+        from gateway.store.postgres import PostgresBackend
+
+        backend = PostgresBackend(settings.database_url.reveal(), pool_size=2)
+    else:
+        if not settings.db_path.exists():
+            raise ConfigError(f"{settings.db_path}: no database yet (has the gateway run?)")
+        backend = SqliteBackend(settings.db_path, synchronous=settings.synchronous)
 
     async def run() -> int:
-        backend = SqliteBackend(settings.db_path, synchronous=settings.synchronous)
         await backend.open()
         try:
             return await fn(backend)
@@ -172,7 +187,7 @@ def _with_backend(config: Path, fn: Callable[[SqliteBackend], Awaitable[int]]) -
 
 
 def _audit(args: argparse.Namespace) -> int:
-    async def verify(backend: SqliteBackend) -> int:
+    async def verify(backend: Backend) -> int:
         records: list[AuditRecord] = [r async for r in backend.audit_records()]
         result = verify_chain(records, args.expect_head)
         if args.json:
@@ -198,7 +213,7 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _dead_letters(args: argparse.Namespace) -> int:
-    async def run(backend: SqliteBackend) -> int:
+    async def run(backend: Backend) -> int:
         if args.dl_command == "list":
             rows = await backend.dead_letters(args.partner, 10_000)
             for d in rows:
@@ -229,12 +244,27 @@ def _keys(args: argparse.Namespace) -> int:
         return 0
     keyring = Keyring.load(settings.keyring_path)
 
-    async def rewrap(backend: SqliteBackend) -> int:
+    async def rewrap(backend: Backend) -> int:
         n = await backend.rewrap(keyring)
         print(f"re-encrypted {n} payload(s) under {keyring.active}")
         return 0
 
     return _with_backend(args.config, rewrap)
+
+
+def _db(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config.resolve())
+    if settings.store_backend != "postgresql" or settings.database_url is None:
+        print("the store is SQLite: it creates its own schema at start-up; nothing to upgrade")
+        return 0
+    from gateway.store.postgres_schema import LATEST, upgrade_database
+
+    applied = asyncio.run(upgrade_database(settings.database_url.reveal()))
+    if applied:
+        print(f"applied migration(s) {', '.join(map(str, applied))}; schema at version {LATEST}")
+    else:
+        print(f"schema already at version {LATEST}; nothing to do")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""The embedded backend's contracts (gateway.store.base), on a real SQLite file."""
+"""What is particular to the embedded backend, on a real SQLite file: group commit, the file's
+bytes, single-instance lease recovery, and tampering with the file. The contracts every
+backend keeps are in ``test_store_contract.py``."""
 
 from __future__ import annotations
 
@@ -9,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.audit import AuditEvent, verify_chain
+from gateway.audit import verify_chain
 from gateway.crypto import Keyring, generate_keyring
-from gateway.store.base import DecisionRecord, DeliveryRecord, IdempotencyMismatch, InboundRecord
 from gateway.store.sqlite import SqliteBackend
+from tests.gateway.test_store_contract import records
 from tests.support import read_all
 
 
@@ -30,53 +32,7 @@ async def backend(tmp_path: Path) -> AsyncIterator[SqliteBackend]:
     await b.close()
 
 
-def records(
-    ring: Keyring,
-    n: int,
-    *,
-    child: str = "c1",
-    key: str | None = None,
-    body: str = "b",
-    recipient: str = "csc",
-) -> tuple[InboundRecord, list[DecisionRecord], list[DeliveryRecord], list[AuditEvent]]:
-    mid = f"msg_{n:04d}"
-    inbound = InboundRecord(
-        mid,
-        "police",
-        "police.domestic-abuse-incident",
-        "safeguarding",
-        1.0,
-        body,
-        ring.seal(b"{}", mid),
-        ("s1",),
-        key,
-    )
-    dec = DecisionRecord(f"dec_{n:04d}", mid, recipient, "permit", "permit", "agr", ("identity.core",), "v1")
-    dlv = DeliveryRecord(
-        f"dlv_{n:04d}",
-        mid,
-        dec.decision_id,
-        recipient,
-        f"{recipient}:{child}",
-        "application/json",
-        ring.seal(b"CANARY-PLAINTEXT-42", f"dlv_{n:04d}"),
-        3,
-    )
-    return inbound, [dec], [dlv], [AuditEvent("message.received", {"n": n}, mid, "police")]
-
-
 class TestAccept:
-    async def test_idempotency_same_body_returns_first_different_body_conflicts(
-        self, backend: SqliteBackend, keyring: Keyring
-    ) -> None:
-        first = await backend.accept(*records(keyring, 1, key="k1"))
-        again = await backend.accept(*records(keyring, 2, key="k1"))
-        assert (first.duplicate, again.duplicate, again.message_id) == (False, True, "msg_0001")
-        with pytest.raises(IdempotencyMismatch) as info:
-            await backend.accept(*records(keyring, 3, key="k1", body="other"))
-        assert info.value.message_id == "msg_0001"
-        assert [s.ready for s in await backend.stats()] == [1]
-
     async def test_concurrent_accepts_are_group_committed(
         self, backend: SqliteBackend, keyring: Keyring
     ) -> None:
@@ -85,18 +41,6 @@ class TestAccept:
         batches, ops = (a - b for a, b in zip(backend.commit_stats, before, strict=True))
         assert ops == 200
         assert batches < 200  # several accepts shared one transaction and one fsync
-
-    async def test_a_failing_operation_fails_alone(self, backend: SqliteBackend, keyring: Keyring) -> None:
-        ok1, dup, ok2 = await asyncio.gather(
-            backend.accept(*records(keyring, 1)),
-            backend.accept(*records(keyring, 1)),  # same message id: primary key violation
-            backend.accept(*records(keyring, 2)),
-            return_exceptions=True,
-        )
-        assert isinstance(dup, sqlite3.IntegrityError)
-        assert not isinstance(ok1, BaseException)
-        assert not isinstance(ok2, BaseException)
-        assert sum(s.ready for s in await backend.stats()) == 2
 
     async def test_payloads_are_stored_sealed(
         self, backend: SqliteBackend, keyring: Keyring, tmp_path: Path
@@ -109,54 +53,10 @@ class TestAccept:
         await backend.open()
 
 
-class TestLeaseOrder:
-    async def test_only_the_head_of_each_child_is_leased(
-        self, backend: SqliteBackend, keyring: Keyring
-    ) -> None:
-        for i, child in enumerate(["a", "a", "b", "a"]):
-            await backend.accept(*records(keyring, i, child=child))
-        first = await backend.lease("csc", 10, 30)
-        assert [x.delivery_id for x in first] == ["dlv_0000", "dlv_0002"]
-        assert await backend.lease("csc", 10, 30) == []
-        assert await backend.complete(first[0], AuditEvent("delivery.succeeded"))
-        assert [x.delivery_id for x in await backend.lease("csc", 10, 30)] == ["dlv_0001"]
-
-    async def test_retry_waits_and_blocks_the_same_child(
-        self, backend: SqliteBackend, keyring: Keyring
-    ) -> None:
-        await backend.accept(*records(keyring, 1, child="a"))
-        await backend.accept(*records(keyring, 2, child="a"))
-        (lease,) = await backend.lease("csc", 10, 30)
-        assert await backend.fail(lease, "http-503", 2e9, AuditEvent("delivery.attempt_failed")) == "ready"
-        assert await backend.lease("csc", 10, 30) == []  # not due, and the next one must wait
-
-    async def test_budget_exhausted_dead_letters_and_unblocks(
-        self, backend: SqliteBackend, keyring: Keyring
-    ) -> None:
-        await backend.accept(*records(keyring, 1, child="a"))
-        await backend.accept(*records(keyring, 2, child="a"))
-        for attempt in (1, 2, 3):
-            (lease,) = await backend.lease("csc", 1, 30)
-            assert lease.attempt == attempt
-            state = await backend.fail(lease, "http-500", 0.0, AuditEvent("delivery.attempt_failed"))
-        assert state == "dead"
-        (dead,) = await backend.dead_letters("csc", 10)
-        assert (dead.delivery_id, dead.attempts, dead.last_error) == ("dlv_0001", 3, "http-500")
-        assert [x.delivery_id for x in await backend.lease("csc", 10, 30)] == ["dlv_0002"]
-
-    async def test_replay_keeps_ids_and_is_audited(self, backend: SqliteBackend, keyring: Keyring) -> None:
-        await backend.accept(*records(keyring, 1))
-        (lease,) = await backend.lease("csc", 1, 30)
-        await backend.fail(lease, "http-400", None, AuditEvent("delivery.attempt_failed"))
-        assert not await backend.replay("dlv_nope", "typo", "op")
-        assert await backend.replay("dlv_0001", "partner fixed their endpoint", "operator:alice-test")
-        (again,) = await backend.lease("csc", 1, 30)
-        assert (again.delivery_id, again.message_id, again.attempt) == ("dlv_0001", "msg_0001", 1)
-        kinds = [(r.kind, r.data.get("reason")) async for r in backend.audit_records()]
-        assert ("delivery.replayed", "partner fixed their endpoint") in kinds
-        assert ("delivery.dead_lettered", None) in kinds
-
+class TestLeaseRecovery:
     async def test_expired_leases_return_on_restart(self, backend: SqliteBackend, keyring: Keyring) -> None:
+        """The embedded gateway is the only instance: at start-up every lease is a dead
+        process's and returns at once (PostgreSQL releases only expired ones)."""
         await backend.accept(*records(keyring, 1))
         assert len(await backend.lease("csc", 1, 30)) == 1
         assert await backend.release_expired_leases() == 1
@@ -212,11 +112,3 @@ class TestAuditChain:
         await backend.accept(*records(keyring, 1))
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             await backend._writer.run(lambda c: c.execute("DELETE FROM audit"))
-
-    async def test_truncation_is_caught_with_an_anchor(
-        self, backend: SqliteBackend, keyring: Keyring
-    ) -> None:
-        await backend.accept(*records(keyring, 1))
-        anchor = verify_chain([r async for r in backend.audit_records()]).head
-        assert verify_chain([r async for r in backend.audit_records()], anchor).ok
-        assert not verify_chain([], anchor).ok

@@ -1,0 +1,298 @@
+"""Real servers for the tests: a PostgreSQL started for the test session on 127.0.0.1.
+
+The server runs from a temporary data directory on a free port, with its socket in the same
+directory, so it never touches a system cluster. PostgreSQL refuses to run as root and CI
+runs as root: as root, ``initdb`` and ``pg_ctl`` run as an unprivileged user (``gateway-test``,
+created with ``useradd`` if missing, else ``nobody``) that owns the temporary directory.
+
+Missing binaries skip the tests with the reason; under ``CI=true`` they fail instead (a CI
+machine that cannot run the scale-out tests must not pass quietly). A server that is
+installed but does not start is always a failure.
+
+The server is started once per session (lazily, by the first test that asks) and stopped
+by PID at the end of the session even when tests fail (``config.add_cleanup``, with
+``atexit`` as a backstop). Each test gets its own database, copied from a template that
+already holds the migrated schema, and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+
+import asyncpg
+import pytest
+
+from gateway.store.postgres_schema import upgrade
+
+TEST_USER = "gateway-test"
+INSTALL_HINT = "PostgreSQL not installed: apt-get install postgresql"
+_START_TIMEOUT_SECONDS = 30
+
+
+def on_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def missing(reason: str) -> NoReturn:
+    """Skip locally; fail under CI=true (dramatiq's habit)."""
+    if on_ci():
+        pytest.fail(f"{reason} (CI=true: a missing server is a failure, not a skip)", pytrace=False)
+    pytest.skip(reason)
+
+
+def find_postgres_bin() -> Path | None:
+    """The folder holding ``initdb`` and ``pg_ctl``: Debian's versioned folder (newest first),
+    else whatever ``PATH`` offers."""
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+        reverse=True,
+    )
+    for folder in candidates:
+        if (folder / "initdb").is_file() and (folder / "pg_ctl").is_file():
+            return folder
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if initdb and pg_ctl:
+        return Path(pg_ctl).resolve().parent
+    return None
+
+
+def _unprivileged_user() -> str | None:
+    """None when not root (run as ourselves); else a user PostgreSQL accepts."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(TEST_USER)
+    except KeyError:
+        useradd = shutil.which("useradd")
+        if useradd is not None:
+            subprocess.run(
+                [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER],
+                check=False,
+                capture_output=True,
+            )
+    try:
+        pwd.getpwnam(TEST_USER)
+    except KeyError:
+        return "nobody"
+    return TEST_USER
+
+
+def _as_user(user: str | None, argv: Sequence[str]) -> list[str]:
+    if user is None:
+        return list(argv)
+    runuser = shutil.which("runuser")
+    if runuser is not None:
+        return [runuser, "-u", user, "--", *argv]
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.fail("running as root, but neither runuser nor setpriv is available", pytrace=False)
+    entry = pwd.getpwnam(user)
+    return [setpriv, f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups", *argv]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class PostgresServer:
+    """A running server; ``dsn(db)`` gives a DSN for one of its databases."""
+
+    bin_dir: Path
+    base: Path
+    port: int
+    user: str | None
+    pid: int = 0
+    host: str = "127.0.0.1"
+    _template_ready: bool = field(default=False, repr=False)
+    _counter: itertools.count[int] = field(default_factory=itertools.count, repr=False)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base / "data"
+
+    def dsn(self, database: str = "postgres") -> str:
+        # A password (ignored by trust auth) stops asyncpg reading ~/.pgpass on the event
+        # loop; sslmode=disable stops it loading CA files to try TLS first.
+        return f"postgresql://postgres:unused@{self.host}:{self.port}/{database}?sslmode=disable"
+
+    def _run(self, *argv: str, timeout: float = _START_TIMEOUT_SECONDS) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            _as_user(self.user, argv),
+            cwd=self.base,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def start(self) -> None:
+        result = self._run(
+            str(self.bin_dir / "initdb"),
+            "-D",
+            str(self.data_dir),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--locale=C",
+        )
+        if result.returncode != 0:
+            pytest.fail(f"initdb failed:\n{result.stdout}\n{result.stderr}", pytrace=False)
+        last_error = ""
+        for _ in range(3):  # a free port can be taken between probing and binding
+            self.port = _free_port()
+            result = self._pg_ctl("start")
+            if result.returncode == 0:
+                self._read_pid()
+                return
+            log = self.base / "server.log"
+            last_error = result.stderr + (log.read_text() if log.exists() else "")
+        pytest.fail(f"PostgreSQL did not start:\n{last_error}", pytrace=False)
+
+    def _pg_ctl(self, action: str) -> subprocess.CompletedProcess[str]:
+        # fsync off: a test server need not survive power loss, only a process crash (an
+        # immediate stop or kill -9 loses nothing committed, as synchronous_commit stays on).
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.base} -F -c max_connections=200"
+        return self._run(
+            str(self.bin_dir / "pg_ctl"),
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.base / "server.log"),
+            "-w",
+            "-t",
+            str(_START_TIMEOUT_SECONDS),
+            "-m",
+            "immediate",
+            "-o",
+            options,
+            action,
+            timeout=_START_TIMEOUT_SECONDS + 10,
+        )
+
+    def _read_pid(self) -> None:
+        self.pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+
+    def restart(self) -> None:
+        """Crash-restart the server (immediate stop, then start on the same port): for fault
+        tests. Committed data survives; every open connection is cut."""
+        result = self._pg_ctl("restart")
+        if result.returncode != 0:
+            pytest.fail(f"PostgreSQL did not restart:\n{result.stderr}", pytrace=False)
+        self._read_pid()
+
+    def stop(self) -> None:
+        """Stop the server (immediate mode, then by PID) and remove its directory."""
+        if self.pid:
+            result = self._run(
+                str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "-w", "stop"
+            )
+            if result.returncode != 0:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+            self.pid = 0
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    # -- per-test databases ------------------------------------------------------------
+
+    async def _admin(self) -> asyncpg.Connection:
+        return await asyncpg.connect(self.dsn("postgres"))
+
+    async def create_database(self, *, migrated: bool = True) -> str:
+        """A fresh database: a copy of the migrated template, or empty (``migrated=False``)."""
+        name = f"t_{next(self._counter)}"
+        admin = await self._admin()
+        try:
+            if migrated and not self._template_ready:
+                await admin.execute("CREATE DATABASE gw_template")
+                conn = await asyncpg.connect(self.dsn("gw_template"))
+                try:
+                    await upgrade(conn)
+                finally:
+                    await conn.close()
+                self._template_ready = True
+            # Identifiers cannot be parameters; ``name`` is ours (t_<int>), never input.
+            template = "gw_template" if migrated else "template0"
+            await admin.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+        finally:
+            await admin.close()
+        return name
+
+    async def drop_database(self, name: str) -> None:
+        admin = await self._admin()
+        try:
+            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await admin.close()
+
+    @contextlib.asynccontextmanager
+    async def database(self, *, migrated: bool = True) -> AsyncIterator[str]:
+        """A fresh database for one test; yields its DSN and drops it afterwards."""
+        name = await self.create_database(migrated=migrated)
+        try:
+            yield self.dsn(name)
+        finally:
+            await self.drop_database(name)
+
+
+_SERVER: PostgresServer | None = None
+_START_FAILURE: list[str] = []
+"""Why the server did not start, so later tests fail at once instead of retrying."""
+
+
+def postgres_server(request: pytest.FixtureRequest) -> PostgresServer:
+    """The session's server, started on first use; call it from a synchronous fixture.
+
+    Skips (or fails under CI) when PostgreSQL is not installed."""
+    global _SERVER  # noqa: PLW0603 - one server per test session, shared by every module
+    if _SERVER is not None:
+        return _SERVER
+    if _START_FAILURE:
+        pytest.fail(_START_FAILURE[0], pytrace=False)
+    bin_dir = find_postgres_bin()
+    if bin_dir is None:
+        missing(INSTALL_HINT)
+    user = _unprivileged_user()
+    base = Path(tempfile.mkdtemp(prefix="gateway-pg-"))
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        os.chown(base, entry.pw_uid, entry.pw_gid)
+    server = PostgresServer(bin_dir, base, 0, user)
+    # Registered before starting, so a half-started server is cleaned up too.
+    request.config.add_cleanup(_stop_shared)
+    atexit.register(_stop_shared)
+    _SERVER = server
+    try:
+        server.start()
+    except BaseException as exc:
+        _START_FAILURE.append(f"the session's PostgreSQL did not start earlier: {exc}")
+        _stop_shared()
+        raise
+    return server
+
+
+def _stop_shared() -> None:
+    global _SERVER
+    server, _SERVER = _SERVER, None
+    if server is not None:
+        server.stop()
