@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from adapters.base import BatchAdapter  # noqa: E402 - after the sys.path set-up above
+from adapters.base import BatchAdapter, NotRenderable  # noqa: E402 - after the sys.path set-up above
 from bench import adapter_cases  # noqa: E402
 from bench.adapter_cases import BenchCase  # noqa: E402
 from canonical import DataDictionary, Message, default_dictionary  # noqa: E402
@@ -81,24 +81,38 @@ def render_all(case: BenchCase, messages: tuple[Message, ...]) -> list[bytes]:
     return [case.adapter.render(m) for m in messages]
 
 
+def renders(case: BenchCase, messages: tuple[Message, ...], seconds: float) -> Figure | None:
+    """Render timing, or ``None`` for a format that renders nothing (the CIN census is a
+    statutory return, not a delivery format)."""
+    try:
+        render_all(case, messages)
+    except NotRenderable:
+        return None
+    return timed(partial(render_all, case, messages), seconds)
+
+
 def measure(case: BenchCase, seconds: float, dictionary: DataDictionary) -> dict[str, object]:
     out: dict[str, object] = {"format": case.adapter.name, "large_note": case.large_note}
     for size, body in (("typical", case.typical), ("large", case.large)):
         messages = parse_all(case, body, dictionary)
         parse = timed(partial(parse_all, case, body, dictionary), seconds)
-        render = timed(partial(render_all, case, messages), seconds)
+        render = renders(case, messages, seconds)
         out[size] = {
             "bytes": len(body),
             "messages": len(messages),
             "parse": parse.as_dict(),
             "parse_messages_per_second": round(parse.per_second * len(messages), 1),
-            "render": render.as_dict(),
-            "render_messages_per_second": round(render.per_second * len(messages), 1),
+            "render": render.as_dict() if render else None,
+            "render_messages_per_second": round(render.per_second * len(messages), 1) if render else None,
         }
-        log(
-            f"  {case.name:<34} {size:<8} {len(body):>8} B  {len(messages):>3} msg  "
-            f"parse {parse.per_second * len(messages):>9.0f} msg/s p99 {parse.p99_us:>9.1f} µs   "
+        rendered = (
             f"render {render.per_second * len(messages):>9.0f} msg/s p99 {render.p99_us:>9.1f} µs"
+            if render
+            else "render: not a delivery format"
+        )
+        log(
+            f"  {case.name:<38} {size:<8} {len(body):>8} B  {len(messages):>3} msg  "
+            f"parse {parse.per_second * len(messages):>9.0f} msg/s p99 {parse.p99_us:>9.1f} µs   {rendered}"
         )
     return out
 

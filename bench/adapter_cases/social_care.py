@@ -4,6 +4,9 @@
   large = the same with every optional field filled (the format has no repeating part).
 * ``social-care-referral``: typical = a referral with one parent; large = twenty household
   members and a 20,000-character narrative (the schema's limits).
+* ``social-care-referral-outcome`` and ``social-care-looked-after``: typical = the golden
+  examples; large = the outcome with a 2,000-character message to the referrer (its limit),
+  the looked-after notice with the child's addresses and contacts filled in.
 * ``cin-census-xml``: typical = a return with one child and one open plan (one message, so
   ``parse`` accepts it); large = a return of 30 children, 20 of them with a plan and 10 of
   those ended (30 messages): time ``parse_batch`` on it, since ``parse`` accepts only a
@@ -14,10 +17,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from adapters.cin_census import CinCensusAdapter
-from adapters.social_care import SocialCareCpPlanAdapter, SocialCareReferralAdapter
+from adapters.social_care import (
+    SocialCareCpPlanAdapter,
+    SocialCareLookedAfterAdapter,
+    SocialCareReferralAdapter,
+    SocialCareReferralOutcomeAdapter,
+)
 from bench.adapter_cases import BenchCase
 
 
@@ -91,6 +100,29 @@ def _referral(members: int, narrative: int) -> dict[str, Any]:
     }
 
 
+_GOLDEN = Path(__file__).resolve().parents[2] / "tests" / "adapters" / "golden" / "social-care"
+
+
+def _golden(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((_GOLDEN / f"{name}.json").read_text(encoding="utf-8"))
+    return doc
+
+
+def _outcome_large() -> dict[str, Any]:
+    doc = _golden("referral-outcome")
+    doc["message_to_referrer"] = ("Demo message to the referrer. " * 70)[:2000]
+    return doc
+
+
+def _looked_after_large() -> dict[str, Any]:
+    doc = _golden("looked-after-started")
+    doc["child"] |= {
+        "addresses": [{"use": "home", "lines": ["7 Example Street", "Testtown"], "postcode": "ZZ99 7ZZ"}],
+        "contacts": [{"kind": "phone", "value": "07700 900077"}],
+    }
+    return doc
+
+
 def _census(children: int) -> bytes:
     parts = []
     for i in range(children):
@@ -138,6 +170,20 @@ CASES = [
         typical=_json(_referral(members=1, narrative=600)),
         large=_json(_referral(members=20, narrative=20_000)),
         large_note="referral with 20 household members and a 20,000-character narrative",
+    ),
+    BenchCase(
+        name="social-care-referral-outcome",
+        adapter=SocialCareReferralOutcomeAdapter(),
+        typical=_json(_golden("referral-outcome")),
+        large=_json(_outcome_large()),
+        large_note="outcome with a 2,000-character message to the referrer",
+    ),
+    BenchCase(
+        name="social-care-looked-after",
+        adapter=SocialCareLookedAfterAdapter(),
+        typical=_json(_golden("looked-after-started")),
+        large=_json(_looked_after_large()),
+        large_note="looked-after notice with the child's address and phone",
     ),
     BenchCase(
         name="cin-census-xml",
