@@ -30,6 +30,11 @@ from gateway.errors import ConfigError
 NONCE_BYTES = 12
 
 
+class UnknownKey(ConfigError):
+    """A sealed record names a key id this keyring does not hold. With several instances this
+    is usually transient: one instance rotated and the others still run the old keyring."""
+
+
 @dataclass(frozen=True, slots=True)
 class Sealed:
     """A ciphertext and the id of the key that sealed it. Only these reach a store."""
@@ -61,11 +66,14 @@ class Keyring:
         return Sealed(self.active, nonce + self._aead[self.active].encrypt(nonce, plaintext, aad.encode()))
 
     def open(self, sealed: Sealed, aad: str) -> bytes:
+        """Decrypt; ``UnknownKey`` for a key id this keyring lacks, ``InvalidTag`` for a record
+        that was altered or moved."""
         try:
             aead = self._aead[sealed.key_id]
         except KeyError:
-            raise ConfigError(
-                f"keyring has no key {sealed.key_id!r}; was it removed before rewrap?"
+            raise UnknownKey(
+                f"keyring has no key {sealed.key_id!r}: another instance rotated keys and this one "
+                "has not loaded the new keyring yet (restart it), or the key was removed before rewrap"
             ) from None
         return aead.decrypt(sealed.blob[:NONCE_BYTES], sealed.blob[NONCE_BYTES:], aad.encode())
 

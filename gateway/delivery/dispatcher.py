@@ -21,11 +21,11 @@ from cryptography.exceptions import InvalidTag
 
 from gateway.audit import AuditEvent
 from gateway.config import PartnerRuntime
-from gateway.crypto import Keyring
+from gateway.crypto import Keyring, UnknownKey
 from gateway.delivery.backoff import backoff_delay
 from gateway.delivery.circuit import CircuitBreaker, CircuitState
 from gateway.delivery.webhook import post_webhook, signed_headers
-from gateway.errors import ConfigError, DeliveryError, PermanentDeliveryError
+from gateway.errors import ConfigError, DeliveryError, PermanentDeliveryError, RetryableDeliveryError
 from gateway.metrics import Metrics
 from gateway.store.base import RENDER_FAILED_MEDIA_TYPE, Lease, Queue
 
@@ -137,6 +137,12 @@ class PartnerWorker:
     def _open(self, lease: Lease) -> bytes:
         try:
             return self._keyring.open(lease.payload, lease.delivery_id)
+        except UnknownKey:
+            # Another instance rotated keys; this one gets the key when it is restarted with
+            # the new keyring. Retried on the usual schedule instead of dead-lettered at once.
+            raise RetryableDeliveryError(
+                "the payload's key is not in this instance's keyring yet", code="payload-key-unknown"
+            ) from None
         except (InvalidTag, ConfigError):
             raise PermanentDeliveryError(
                 "the stored payload cannot be decrypted", code="payload-unreadable"

@@ -8,8 +8,13 @@ from pathlib import Path
 import pytest
 from cryptography.exceptions import InvalidTag
 
-from gateway.crypto import Keyring, generate_keyring, rotate_keyring
-from gateway.errors import ConfigError
+from gateway.config import load_deployment
+from gateway.crypto import Keyring, UnknownKey, generate_keyring, rotate_keyring
+from gateway.delivery.dispatcher import PartnerWorker
+from gateway.errors import ConfigError, PermanentDeliveryError, RetryableDeliveryError
+from gateway.metrics import Metrics
+from gateway.store.base import Lease
+from tests.support import write_deployment
 
 
 class TestKeyring:
@@ -62,3 +67,38 @@ class TestKeyring:
         assert "9990000018" not in a.pseudonym("nhs-number:9990000018")
         assert "keys=" in repr(a)
         assert "pseudonym" not in repr(a)
+
+
+class TestRotationAcrossInstances:
+    """One instance rotates; another still runs the old keyring until it is restarted."""
+
+    def test_an_unknown_key_id_is_its_own_error(self, tmp_path: Path) -> None:
+        path = tmp_path / "keyring.json"
+        generate_keyring(path)
+        stale = Keyring.load(path)
+        rotate_keyring(path)
+        sealed = Keyring.load(path).seal(b"sealed by the rotated instance", "dlv_1")
+        with pytest.raises(UnknownKey, match="restart it"):
+            stale.open(sealed, "dlv_1")
+        assert issubclass(UnknownKey, ConfigError)
+
+    def test_delivery_retries_instead_of_dead_lettering(self, tmp_path: Path) -> None:
+        path = tmp_path / "keyring.json"
+        generate_keyring(path)
+        stale = Keyring.load(path)
+        rotate_keyring(path)
+        fresh = Keyring.load(path)
+        lease = Lease(
+            "dlv_1", "msg_1", "csc", 1, 8, "application/json", fresh.seal(b"{}", "dlv_1"), "t", 0.0, 0.0
+        )
+        partner = load_deployment(write_deployment(tmp_path / "cfg", receiver_base="http://127.0.0.1:9"))
+        worker = PartnerWorker(partner.partners["csc-northshire"], None, stale, Metrics())  # type: ignore[arg-type]
+        with pytest.raises(RetryableDeliveryError) as info:
+            worker._open(lease)
+        assert info.value.code == "payload-key-unknown"
+        # An altered record stays permanent: retrying cannot help
+        altered = Lease(
+            "dlv_1", "msg_1", "csc", 1, 8, "application/json", stale.seal(b"{}", "dlv_2"), "t", 0.0, 0.0
+        )
+        with pytest.raises(PermanentDeliveryError):
+            worker._open(altered)
