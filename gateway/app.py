@@ -23,10 +23,12 @@ from gateway.api.state import SERVICES, Services
 from gateway.audit import AuditEvent
 from gateway.config import Deployment
 from gateway.consents import GatewayConsents
+from gateway.console import setup_console
 from gateway.crypto import Keyring, generate_keyring
 from gateway.delivery.dispatcher import Dispatcher
 from gateway.errors import ConfigError
 from gateway.folder_drop import serve_folder_drops
+from gateway.logging import request_id_middleware
 from gateway.metrics import Metrics
 from gateway.mllp import serve_mllp
 from gateway.pipeline import Pipeline, PolicyHolder
@@ -48,6 +50,18 @@ def open_backend(deployment: Deployment) -> Backend:
     """The configured backend, not yet opened (``open`` runs in the app's lifecycle; on
     PostgreSQL it refuses a database whose schema is behind: run ``gateway db upgrade``)."""
     s = deployment.settings
+    if s.store_backend == "rabbitmq-postgresql":
+        from gateway.store.rabbitmq import RabbitQueueBackend
+
+        if s.database_url is None or s.amqp_url is None:
+            raise ConfigError("gateway.yaml: /store (rabbitmq-needs-urls): no database or AMQP URL")
+        return RabbitQueueBackend(
+            s.database_url.reveal(),
+            s.amqp_url.reveal(),
+            pool_size=s.database_pool_size,
+            prefix=s.amqp_prefix,
+            prefetch=s.amqp_prefetch,
+        )
     if s.store_backend == "postgresql":
         from gateway.store.postgres import PostgresBackend
 
@@ -55,6 +69,14 @@ def open_backend(deployment: Deployment) -> Backend:
             raise ConfigError("gateway.yaml: /store/url (postgresql-needs-url): no database URL")
         return PostgresBackend(s.database_url.reveal(), pool_size=s.database_pool_size)
     return SqliteBackend(s.db_path, synchronous=s.synchronous)
+
+
+def wake_on_arrival(store: Backend, dispatcher: Dispatcher) -> None:
+    """On RabbitMQ, a message arriving for a partner wakes its worker (no poll wait)."""
+    from gateway.store.rabbitmq import RabbitQueueBackend
+
+    if isinstance(store, RabbitQueueBackend):
+        store.broker.on_arrival = dispatcher.notify
 
 
 def partner_adapters(deployment: Deployment, adapters: AdapterRegistry) -> dict[str, AdapterRegistry]:
@@ -97,6 +119,7 @@ def create_app(deployment: Deployment, *, backend: Backend | None = None) -> web
     metrics = Metrics()
     policy = PolicyHolder(deployment.policy)
     dispatcher = Dispatcher(deployment.partners, store, keyring, metrics)
+    wake_on_arrival(store, dispatcher)
     auth = Authenticator(
         {h: pid for pid, p in deployment.partners.items() for h in p.token_hashes},
         {o.token_hash: (o.id, o.role) for o in deployment.settings.operators},
@@ -119,7 +142,8 @@ def create_app(deployment: Deployment, *, backend: Backend | None = None) -> web
     )
 
     app = web.Application(
-        middlewares=[problem_middleware], client_max_size=deployment.settings.max_body_bytes
+        middlewares=[request_id_middleware, problem_middleware],
+        client_max_size=deployment.settings.max_body_bytes,
     )
     app[SERVICES] = services
     app.router.add_post("/v1/messages", messages.post_message)
@@ -142,6 +166,7 @@ def create_app(deployment: Deployment, *, backend: Backend | None = None) -> web
     app.router.add_get("/metrics", health.metrics)
     app.router.add_get("/openapi.json", health.openapi)
     app.cleanup_ctx.append(_lifecycle)
+    setup_console(app, deployment.settings.console)  # after _lifecycle: its sampler needs the open store
     app.cleanup_ctx.append(serve_folder_drops)
     app.cleanup_ctx.append(serve_mllp)
     return app

@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         "upgrade", help="apply pending PostgreSQL schema migrations, in order (idempotent)"
     )
     _config_arg(upgrade)
+    console = sub.add_parser("console", help="web console tools")
+    console_sub = console.add_subparsers(dest="console_command", required=True, metavar="ACTION")
+    console_sub.add_parser(
+        "hash-password",
+        help="read a password from standard input, print its argon2id hash for gateway.yaml console.users",
+    )
     add_policy_parser(sub)
     return parser
 
@@ -126,11 +132,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             "keys": _keys,
             "db": _db,
             "policy": run_policy,
+            "console": _console,
         }[args.command]
         return handler(args)
     except ConfigError as exc:
         print(f"configuration error:\n{exc.detail}", file=sys.stderr)
         return 2
+
+
+def _console(args: argparse.Namespace) -> int:
+    """``console hash-password``: the password comes from stdin (one line; never an argument,
+    which would reach the shell history and the process list) and is never printed."""
+    from gateway.console.passwords import hash_password
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        print(hash_password(password))
+    except ValueError as exc:
+        print(f"console hash-password: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -167,9 +188,11 @@ def _demo_receiver(args: argparse.Namespace) -> int:
 def _with_backend(config: Path, fn: Callable[[Backend], Awaitable[int]]) -> int:
     settings = load_settings(config.resolve())
     backend: Backend
-    if settings.store_backend == "postgresql" and settings.database_url is not None:
+    if settings.store_backend in ("postgresql", "rabbitmq-postgresql") and settings.database_url is not None:
         from gateway.store.postgres import PostgresBackend
 
+        # Also for rabbitmq-postgresql: a replay returns the delivery to the outbox, and the
+        # running gateways' relays republish it (no broker connection needed here).
         backend = PostgresBackend(settings.database_url.reveal(), pool_size=2)
     else:
         if not settings.db_path.exists():
@@ -254,7 +277,7 @@ def _keys(args: argparse.Namespace) -> int:
 
 def _db(args: argparse.Namespace) -> int:
     settings = load_settings(args.config.resolve())
-    if settings.store_backend != "postgresql" or settings.database_url is None:
+    if settings.store_backend not in ("postgresql", "rabbitmq-postgresql") or settings.database_url is None:
         print("the store is SQLite: it creates its own schema at start-up; nothing to upgrade")
         return 0
     from gateway.store.postgres_schema import LATEST, upgrade_database

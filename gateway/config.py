@@ -102,6 +102,41 @@ class Operator:
     token_hash: str
 
 
+@dataclass(frozen=True, slots=True)
+class ConsoleUser:
+    """A web console user. ``password_hash`` is an argon2 PHC string (``gateway console
+    hash-password``); the password itself is never configured, stored or logged."""
+
+    id: str
+    role: str
+    password_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSettings:
+    """The web console (``console:`` in gateway.yaml; docs/console.md)."""
+
+    users: tuple[ConsoleUser, ...] = ()
+    secure_cookies: bool = True
+    """Mark the session cookie ``Secure`` (and name it ``__Host-``): keep on behind TLS."""
+    session_idle_minutes: float = 30.0
+    session_max_hours: float = 12.0
+    max_failed_sign_ins: int = 5
+    """Per user id and per client address, within ``lockout_minutes``; then refused."""
+    max_failed_sign_ins_per_address: int = 20
+    lockout_minutes: float = 15.0
+    sample_seconds: float = 10.0
+    """How often queue figures are sampled for the overview's one-hour charts."""
+
+
+def _console(raw: Mapping[str, Any] | None) -> ConsoleSettings:
+    raw = raw or {}
+    return ConsoleSettings(
+        users=tuple(ConsoleUser(u["id"], u["role"], u["password_hash"]) for u in raw.get("users", ())),
+        **{k: raw[k] for k in ConsoleSettings.__dataclass_fields__ if k != "users" and k in raw},
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     config_dir: Path
@@ -111,11 +146,19 @@ class Settings:
     db_path: Path = Path("data/gateway.db")
     synchronous: str = "FULL"
     store_backend: str = "sqlite"
-    """``sqlite`` (embedded, the default) or ``postgresql`` (scale-out: several instances)."""
+    """``sqlite`` (embedded, the default), ``postgresql`` (scale-out: several instances) or
+    ``rabbitmq-postgresql`` (state in PostgreSQL, deliveries on RabbitMQ)."""
     database_url: Secret | None = None
     """The PostgreSQL DSN (``store.url``, or ``GATEWAY_DATABASE_URL`` which wins); may hold a
     password, so it is a ``Secret`` and MUST NOT be logged."""
     database_pool_size: int = 10
+    amqp_url: Secret | None = None
+    """The RabbitMQ URL (``store.amqp_url``, or ``GATEWAY_AMQP_URL`` which wins); may hold a
+    password, so it is a ``Secret`` and MUST NOT be logged."""
+    amqp_prefix: str = "gateway"
+    """The prefix of every queue and exchange name (several deployments can share a broker)."""
+    amqp_prefetch: int = 50
+    """Unacknowledged messages per partner per instance."""
     keyring_path: Path = Path("data/keyring.json")
     create_keyring: bool = False
     max_body_bytes: int = 256 * 1024
@@ -135,6 +178,7 @@ class Settings:
     known_la_codes: frozenset[str] = frozenset()
     """UPN local-authority codes this deployment expects; another is a warning. Empty: python-stdnum's
     national list decides."""
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
 
 @dataclass(frozen=True)
@@ -204,6 +248,9 @@ def load_settings(config_dir: Path) -> Settings:
         store_backend=store_backend,
         database_url=database_url,
         database_pool_size=int(store.get("pool_size", 10)),
+        amqp_url=_amqp_url(path, store_backend, store),
+        amqp_prefix=str(store.get("amqp_prefix", "gateway")),
+        amqp_prefetch=int(store.get("amqp_prefetch", 50)),
         keyring_path=_resolve(data_dir, keyring.get("path", "keyring.json")),
         create_keyring=bool(keyring.get("create_if_missing", False)),
         max_body_bytes=int(raw.get("limits", {}).get("max_body_bytes", 256 * 1024)),
@@ -218,6 +265,7 @@ def load_settings(config_dir: Path) -> Settings:
         folder_poll_seconds=float(raw.get("folder_drop", {}).get("poll_seconds", 2.0)),
         folder_max_file_bytes=int(raw.get("folder_drop", {}).get("max_file_bytes", 32 * 1024 * 1024)),
         known_la_codes=frozenset(raw.get("identifiers", {}).get("known_la_codes", ())),
+        console=_console(raw.get("console")),
     )
 
 
@@ -230,14 +278,30 @@ def _store_backend(path: Path, store: Mapping[str, Any]) -> tuple[str, Secret | 
     backend = str(store.get("backend", "sqlite"))
     env_url = os.environ.get(DATABASE_URL_ENV)
     url = env_url or store.get("url")
-    if backend != "postgresql":
+    if backend not in ("postgresql", "rabbitmq-postgresql"):
         return backend, None
     if not url:
         raise ConfigError(
-            f"{path}: /store/url (postgresql-needs-url): store.backend is postgresql but no database "
+            f"{path}: /store/url (postgresql-needs-url): store.backend is {backend} but no database "
             f"URL is set; set store.url or the environment variable {DATABASE_URL_ENV}"
         )
     return backend, Secret(str(url))
+
+
+AMQP_URL_ENV = "GATEWAY_AMQP_URL"
+
+
+def _amqp_url(path: Path, backend: str, store: Mapping[str, Any]) -> Secret | None:
+    """For ``rabbitmq-postgresql``, the broker URL: ``GATEWAY_AMQP_URL`` or else ``store.amqp_url``."""
+    if backend != "rabbitmq-postgresql":
+        return None
+    url = os.environ.get(AMQP_URL_ENV) or store.get("amqp_url")
+    if not url:
+        raise ConfigError(
+            f"{path}: /store/amqp_url (rabbitmq-needs-url): store.backend is rabbitmq-postgresql but no "
+            f"AMQP URL is set; set store.amqp_url or the environment variable {AMQP_URL_ENV}"
+        )
+    return Secret(str(url))
 
 
 def load_deployment(config_dir: Path, *, overrides: Mapping[str, Any] | None = None) -> Deployment:

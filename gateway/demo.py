@@ -91,6 +91,8 @@ def _banner(base: str, receiver: str, sample: Path, transports: list[str]) -> st
         f"  Health / readiness  {base}/healthz  {base}/readyz",
         f"  Metrics             {base}/metrics",
         f"  Queues (operator)   curl -H 'Authorization: Bearer demo-operator-token' {base}/v1/ops/queues",
+        f"  Web console         {base}/console/  (demo-operator / demo-operator-password,",
+        "                      demo-ig-lead / demo-ig-lead-password: deploy/example/gateway.yaml)",
         f"  Demo receiver       {receiver}/school-riverside-primary  {receiver}/csc-northshire",
         *transports,
         "",

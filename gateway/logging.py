@@ -4,10 +4,13 @@ names and error classes, never a value from a message: the canary test enforces 
 from __future__ import annotations
 
 import logging
+import secrets
 import sys
+from collections.abc import Awaitable, Callable
 from typing import TextIO
 
 import structlog
+from aiohttp import web
 
 
 def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
@@ -29,3 +32,34 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
         logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_MAX_REQUEST_ID = 64
+
+
+def _request_id(request: web.Request) -> str:
+    """The caller's ``X-Request-Id`` when it is a short token of safe characters, else a new
+    one: a request id is copied into logs, so it MUST NOT carry arbitrary text."""
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    if 0 < len(given) <= _MAX_REQUEST_ID and all(c.isalnum() or c in "-_.:" for c in given):
+        return given
+    return secrets.token_hex(16)
+
+
+@web.middleware
+async def request_id_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Bind ``request_id`` into structlog's contextvars for the request's task, so every log
+    line of the request — the pipeline's receive, decide and accept lines for a message
+    included — carries it; echo it in the response header."""
+    request_id = _request_id(request)
+    with structlog.contextvars.bound_contextvars(request_id=request_id):
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers[REQUEST_ID_HEADER] = request_id
+            raise
+    response.headers[REQUEST_ID_HEADER] = request_id
+    return response

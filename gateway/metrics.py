@@ -57,6 +57,15 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.decision_seconds = Histogram(
+            "gateway_decision_seconds",
+            "Deciding, redacting and rendering one message for all its candidates",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.store_up = Gauge(
+            "gateway_store_up", "1 when the store answered the last scrape's queue query", registry=r
+        )
         self.end_to_end_seconds = Histogram(
             "gateway_end_to_end_seconds", "Received to delivered", buckets=LATENCY_BUCKETS, registry=r
         )

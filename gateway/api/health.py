@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import schemas
 from gateway.api.state import SERVICES
+
+log = structlog.get_logger("gateway.api")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -29,7 +32,15 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     m = svc.metrics
-    for s in await svc.backend.stats():
+    try:
+        stats = await svc.backend.stats()
+    except Exception as exc:  # noqa: BLE001 - a scrape must still answer while the store is down
+        log.warning("metrics.store_unavailable", error=type(exc).__name__)
+        stats = []
+        m.store_up.set(0)
+    else:
+        m.store_up.set(1)
+    for s in stats:
         m.queue_ready.labels(s.recipient).set(s.ready)
         m.queue_leased.labels(s.recipient).set(s.leased)
         m.queue_dead.labels(s.recipient).set(s.dead)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from gateway.audit import AuditEvent, AuditRecord
 from gateway.crypto import Keyring, Sealed
@@ -252,3 +252,51 @@ class Backend(Store, Queue, Protocol):
     async def resolve_review(self, delivery_id: str, approve: bool, reason: str, actor: str) -> bool: ...
     async def escalate_overdue(self) -> list[HeldDelivery]:
         """Mark overdue held deliveries escalated (audited); they stay held."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageQuery:
+    """Filters for the console's message search; ``None`` means any. Times are epoch seconds."""
+
+    message_id: str | None = None
+    source: str | None = None
+    recipient: str | None = None
+    event_type: str | None = None
+    status: str | None = None
+    """A delivery state: messages with at least one delivery in it."""
+    since: float | None = None
+    until: float | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSummary:
+    """One message's metadata and its deliveries' (recipient, state): never content."""
+
+    message_id: str
+    source: str
+    event_type: str
+    purpose: str
+    received_at: float
+    deliveries: tuple[tuple[str, str], ...]
+
+
+@runtime_checkable
+class ConsoleReads(Protocol):
+    """Read-only queries behind the web console. Metadata and audit records only: none of
+    them opens a sealed payload."""
+
+    async def search_messages(self, query: MessageQuery) -> list[MessageSummary]:
+        """Newest first, at most ``query.limit``."""
+
+    async def audit_for_message(self, message_id: str) -> list[AuditRecord]:
+        """Every audit record about the message, in chain order."""
+
+    async def recent_audit(self, kinds: Sequence[str], limit: int) -> list[AuditRecord]:
+        """The newest ``limit`` records of these kinds, newest first."""
+
+    async def messages_about(self, subject: str, limit: int) -> list[str]:
+        """Ids of messages whose subjects include this keyed pseudonym, oldest first."""
+
+    async def load_canonical(self, message_id: str) -> Sealed | None:
+        """The sealed canonical message (for the audited IG content view only)."""

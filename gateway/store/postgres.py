@@ -48,7 +48,9 @@ from gateway.store.base import (
     IdempotencyMismatch,
     InboundRecord,
     Lease,
+    MessageQuery,
     MessageStatus,
+    MessageSummary,
     QueueStats,
     RecipientStatus,
 )
@@ -377,9 +379,12 @@ class PostgresBackend(PostgresConsentAndReviewOps):
             if row is None:
                 return False
             replaying = new_state is DeliveryState.READY
+            # A replay also returns the delivery to the RabbitMQ backend's outbox (its relay
+            # republishes it), whichever backend object ran the replay (e.g. the CLI's).
             await conn.execute(
                 "UPDATE deliveries SET state=$1, next_attempt_at=$2, updated_at=$2,"
-                " attempts = CASE WHEN $3 THEN 0 ELSE attempts END WHERE id=$4",
+                " attempts = CASE WHEN $3 THEN 0 ELSE attempts END,"
+                " published = published AND NOT $3 WHERE id=$4",
                 new_state.value,
                 now,
                 replaying,
@@ -448,3 +453,70 @@ class PostgresBackend(PostgresConsentAndReviewOps):
                 if not rows:
                     break
         return total
+
+    # -- Console reads (metadata and audit only; see ``ConsoleReads``) -------------------
+
+    async def search_messages(self, query: MessageQuery) -> list[MessageSummary]:
+        where, params = ["TRUE"], list[Any]()
+
+        def arg(value: Any) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
+        for column, value in (
+            ("m.id", query.message_id),
+            ("m.source", query.source),
+            ("m.event_type", query.event_type),
+        ):
+            if value:
+                where.append(f"{column}={arg(value)}")
+        if query.since is not None:
+            where.append(f"m.received_at >= {arg(query.since)}")
+        if query.until is not None:
+            where.append(f"m.received_at <= {arg(query.until)}")
+        if query.recipient or query.status:
+            r, s = arg(query.recipient), arg(query.status)
+            match = f"({r}::text IS NULL OR q.recipient = {r}) AND ({s}::text IS NULL OR q.state = {s})"
+            where.append(f"EXISTS (SELECT 1 FROM deliveries q WHERE q.message_id = m.id AND {match})")  # noqa: S608 - placeholders only
+        limit = arg(query.limit)
+        # Only fixed fragments and $n placeholders are joined into the SQL; values are parameters.
+        conditions = " AND ".join(where)
+        cols = "m.id, m.source, m.event_type, m.purpose, m.received_at"
+        sql = f"SELECT {cols} FROM messages m WHERE {conditions}"  # noqa: S608
+        rows = await self.pool.fetch(sql + f" ORDER BY m.received_at DESC, m.id DESC LIMIT {limit}", *params)
+        if not rows:
+            return []
+        ids = [r[0] for r in rows]
+        per: dict[str, list[tuple[str, str]]] = {}
+        for d in await self.pool.fetch(
+            "SELECT message_id, recipient, state FROM deliveries"
+            " WHERE message_id = ANY($1::text[]) ORDER BY seq",
+            ids,
+        ):
+            per.setdefault(d[0], []).append((d[1], d[2]))
+        return [MessageSummary(r[0], r[1], r[2], r[3], r[4], tuple(per.get(r[0], ()))) for r in rows]
+
+    async def audit_for_message(self, message_id: str) -> list[AuditRecord]:
+        rows = await self.pool.fetch(
+            "SELECT seq, at, kind, message_id, partner, actor, data, prev_hash, hash FROM audit"
+            " WHERE message_id=$1 ORDER BY seq",
+            message_id,
+        )
+        return [AuditRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8]) for r in rows]
+
+    async def recent_audit(self, kinds: Sequence[str], limit: int) -> list[AuditRecord]:
+        rows = await self.pool.fetch(
+            "SELECT seq, at, kind, message_id, partner, actor, data, prev_hash, hash FROM audit"
+            " WHERE kind = ANY($1::text[]) ORDER BY seq DESC LIMIT $2",
+            list(kinds),
+            limit,
+        )
+        return [AuditRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8]) for r in rows]
+
+    async def messages_about(self, subject: str, limit: int) -> list[str]:
+        rows = await self.pool.fetch(
+            "SELECT id FROM messages WHERE $1 = ANY(subjects) ORDER BY received_at, id LIMIT $2",
+            subject,
+            limit,
+        )
+        return [r[0] for r in rows]

@@ -33,7 +33,9 @@ from gateway.store.base import (
     IdempotencyMismatch,
     InboundRecord,
     Lease,
+    MessageQuery,
     MessageStatus,
+    MessageSummary,
     QueueStats,
     RecipientStatus,
 )
@@ -511,3 +513,70 @@ class SqliteBackend(ConsentAndReviewOps):
                 if n == 0:
                     break
         return total
+
+    # -- Console reads (metadata and audit only; see ``ConsoleReads``) -------------------
+
+    async def search_messages(self, query: MessageQuery) -> list[MessageSummary]:
+        where, params = ["1=1"], list[Any]()
+        for column, value in (
+            ("m.id", query.message_id),
+            ("m.source", query.source),
+            ("m.event_type", query.event_type),
+        ):
+            if value:
+                where.append(f"{column}=?")
+                params.append(value)
+        if query.since is not None:
+            where.append("m.received_at >= ?")
+            params.append(query.since)
+        if query.until is not None:
+            where.append("m.received_at <= ?")
+            params.append(query.until)
+        if query.recipient or query.status:
+            where.append(
+                "EXISTS (SELECT 1 FROM deliveries q WHERE q.message_id = m.id"
+                " AND (? IS NULL OR q.recipient = ?) AND (? IS NULL OR q.state = ?))"
+            )
+            params += [query.recipient, query.recipient, query.status, query.status]
+        # Only fixed fragments and placeholders are joined into the SQL; values are parameters.
+        conditions = " AND ".join(where)
+        cols = "m.id, m.source, m.event_type, m.purpose, m.received_at"
+        sql = f"SELECT {cols} FROM messages m WHERE {conditions}"  # noqa: S608
+        order = " ORDER BY m.received_at DESC, m.id DESC LIMIT ?"
+        rows = await self._read(sql + order, [*params, query.limit])
+        if not rows:
+            return []
+        ids = [r[0] for r in rows]
+        marks = ",".join("?" * len(ids))
+        per: dict[str, list[tuple[str, str]]] = {}
+        sql = f"SELECT message_id, recipient, state FROM deliveries WHERE message_id IN ({marks})"  # noqa: S608
+        for mid, recipient, state in await self._read(sql + " ORDER BY seq", ids):
+            per.setdefault(mid, []).append((recipient, state))
+        return [MessageSummary(r[0], r[1], r[2], r[3], r[4], tuple(per.get(r[0], ()))) for r in rows]
+
+    async def audit_for_message(self, message_id: str) -> list[AuditRecord]:
+        rows = await self._read(
+            "SELECT seq, at, kind, message_id, partner, actor, data, prev_hash, hash FROM audit"
+            " WHERE message_id=? ORDER BY seq",
+            (message_id,),
+        )
+        return [AuditRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8]) for r in rows]
+
+    async def recent_audit(self, kinds: Sequence[str], limit: int) -> list[AuditRecord]:
+        if not kinds:
+            return []
+        marks = ",".join("?" * len(kinds))
+        columns = "seq, at, kind, message_id, partner, actor, data, prev_hash, hash"
+        sql = f"SELECT {columns} FROM audit WHERE kind IN ({marks}) ORDER BY seq DESC LIMIT ?"  # noqa: S608
+        rows = await self._read(sql, [*kinds, limit])
+        return [AuditRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8]) for r in rows]
+
+    async def messages_about(self, subject: str, limit: int) -> list[str]:
+        # subjects is a JSON list of hex pseudonyms; json_each matches whole elements only.
+        rows = await self._read(
+            "SELECT m.id FROM messages m WHERE EXISTS"
+            " (SELECT 1 FROM json_each(m.subjects) s WHERE s.value = ?)"
+            " ORDER BY m.received_at, m.id LIMIT ?",
+            (subject, limit),
+        )
+        return [r[0] for r in rows]
