@@ -132,6 +132,9 @@ class FolderDrop:
             log.warning("folder_drop.rejected", partner=partner, rule=exc.reason, adapter=format_name)
             return Outcome(path.name, "rejected")
         except GatewayError as exc:
+            if exc.status >= 500:  # e.g. BrokerUnavailable: stored, not confirmed; keep the file
+                log.error("folder_drop.retry_later", partner=partner, error=type(exc).__name__)
+                return Outcome(path.name, "retry")
             # Refused for a reason that is not the file's content (e.g. a Forbidden source):
             # as final as invalid content, so file it away rather than retry for ever.
             await record_rejection(self._store, self._metrics, partner, exc, transport="folder-drop")

@@ -38,7 +38,11 @@ def problem_for(error: GatewayError) -> web.Response:
     if isinstance(error, InvalidInput):
         extra["errors"] = [v.as_dict() for v in error.violations]
         extra["adapter"] = error.adapter or None
-    return problem(error.status, error.title, error.detail, error.type_slug, **extra)
+    response = problem(error.status, error.title, error.detail, error.type_slug, **extra)
+    retry_after = getattr(error, "retry_after_seconds", None)
+    if retry_after is not None:  # e.g. BrokerUnavailable (503): retry with the same Idempotency-Key
+        response.headers["Retry-After"] = str(int(retry_after))
+    return response
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -144,7 +144,18 @@ CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
     FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
 """
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _V1),)
+# The RabbitMQ backend's outbox (``gateway.store.rabbitmq``): a ready delivery whose
+# message the broker has not yet confirmed. Existing ready rows start unpublished, so a
+# database moved from ``postgresql`` to ``rabbitmq-postgresql`` has its queue republished.
+_V2 = """
+ALTER TABLE deliveries ADD COLUMN published BOOLEAN NOT NULL DEFAULT FALSE;
+CREATE INDEX deliveries_outbox ON deliveries(seq) WHERE state = 'ready' AND NOT published;
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _V1),
+    Migration(2, "delivery outbox for the RabbitMQ queue", _V2),
+)
 LATEST = MIGRATIONS[-1].version
 
 

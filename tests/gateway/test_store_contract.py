@@ -1,8 +1,10 @@
 """The store/queue contracts of ``gateway.store.base``, run on every backend: the embedded
-SQLite file and a real PostgreSQL server (``tests.servers``).
+SQLite file, a real PostgreSQL server, and PostgreSQL + a real RabbitMQ node
+(``tests.servers``).
 
 Concurrency tests open several backend objects on the same store: on PostgreSQL each has
-its own connection pool, as separate gateway instances would; on SQLite each has its own
+its own connection pool (and, with RabbitMQ, its own broker connection and consumers on the
+same queues), as separate gateway instances would; on SQLite each has its own
 writer thread and connection, as the gateway and a CLI process would.
 """
 
@@ -30,8 +32,9 @@ from gateway.store.base import (
     StoredConsent,
 )
 from gateway.store.postgres import PostgresBackend
+from gateway.store.rabbitmq import RabbitQueueBackend
 from gateway.store.sqlite import SqliteBackend
-from tests.servers import PostgresServer, postgres_server
+from tests.servers import PostgresServer, RabbitServer, postgres_server, rabbitmq_server
 from tests.support import eventually
 
 OpenBackend = Callable[[], Awaitable[Backend]]
@@ -43,26 +46,42 @@ async def keyring(tmp_path: Path) -> Keyring:
     return await asyncio.to_thread(Keyring.load, tmp_path / "keyring.json")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "rabbitmq-postgresql"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
 def pg(request: pytest.FixtureRequest, kind: str) -> PostgresServer | None:
-    """The session's PostgreSQL, only for the PostgreSQL parameter (skips if not installed)."""
-    return postgres_server(request) if kind == "postgresql" else None
+    """The session's PostgreSQL, only for the PostgreSQL parameters (skips if not installed)."""
+    return postgres_server(request) if kind != "sqlite" else None
 
 
 @pytest.fixture
-async def open_backend(tmp_path: Path, pg: PostgresServer | None) -> AsyncIterator[OpenBackend]:
+def rabbit(request: pytest.FixtureRequest, kind: str) -> RabbitServer | None:
+    """The session's RabbitMQ node, only for the RabbitMQ parameter (skips if not installed)."""
+    return rabbitmq_server(request) if kind == "rabbitmq-postgresql" else None
+
+
+@pytest.fixture
+async def open_backend(
+    tmp_path: Path, pg: PostgresServer | None, rabbit: RabbitServer | None
+) -> AsyncIterator[OpenBackend]:
     """Opens backends on one fresh store (a new SQLite file, or a new migrated PostgreSQL
-    database); every one is closed at the end of the test."""
+    database, with queues under a fresh RabbitMQ name prefix); every one is closed at the end
+    of the test."""
     opened: list[Backend] = []
+    prefix = rabbit.prefix() if rabbit is not None else ""
     async with _store_location(tmp_path, pg) as where:
 
         async def open_one() -> Backend:
-            b: Backend = SqliteBackend(Path(where)) if pg is None else PostgresBackend(where, pool_size=4)
+            b: Backend
+            if pg is None:
+                b = SqliteBackend(Path(where))
+            elif rabbit is None:
+                b = PostgresBackend(where, pool_size=4)
+            else:
+                b = RabbitQueueBackend(where, rabbit.url(), pool_size=4, prefix=prefix, lease_wait=0.3)
             await b.open()
             opened.append(b)
             return b
