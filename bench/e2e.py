@@ -1,11 +1,15 @@
 """End-to-end benchmark: HTTP ingest -> decision for 2 recipients -> durable enqueue ->
-signed webhook delivery to a loopback receiver.
+signed webhook delivery to a loopback receiver, on each store backend in one run.
 
-Three processes besides this one's load generator, all on loopback:
+Processes besides this one's load generator, all on loopback:
 
-* the gateway (``python -m gateway serve``) on a copy of the example deployment, SQLite in
-  WAL mode with ``synchronous=FULL`` (every group commit is fsync'd before any 202 it covers);
-* a receiver that records (partner, webhook-id, arrival time) and answers 200;
+* the gateway (``python -m gateway serve``) on a copy of the example deployment, on
+  SQLite in WAL mode with ``synchronous=FULL`` (every group commit is fsync'd before any 202
+  it covers) and on PostgreSQL (a server this script starts on a free port with ``fsync`` and
+  ``synchronous_commit`` on, so a 202 is as durable as on SQLite); with ``--instances 2`` also
+  two gateway processes sharing one PostgreSQL database, the clients split between them;
+* a receiver that records (partner, webhook-id, arrival time) and answers 200 (a new one
+  for each run);
 * for the baseline, a bare aiohttp endpoint that only returns 202, driven by the same load
   generator with the same body and concurrency, so the ratio compares like with like.
 
@@ -13,7 +17,8 @@ Each message is the example police domestic-abuse notification about one of many
 children (test-range NHS numbers); the example policy releases it to the school and to
 social care, so every message is two webhook deliveries.
 
-Run:  .venv/bin/python bench/e2e.py [--seconds 20] [--concurrency 64]
+Run:  .venv/bin/python bench/e2e.py [--backend sqlite|postgresql|both] [--instances 1|2]
+                                    [--seconds 20] [--concurrency 64]
 
 The last line printed is one JSON object with the figures (keys in bench/README.md).
 """
@@ -28,11 +33,12 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
 from aiohttp import web
@@ -41,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.servers import INSTALL_HINT, PostgresServer, start_postgres  # noqa: E402
 from tests.support import (  # noqa: E402 - the repository root must be importable first
     CSC,
     POLICE,
@@ -145,8 +152,15 @@ class Child:
             self.proc.wait()
 
 
+def _discard(stream: IO[str]) -> None:
+    for _ in stream:
+        pass
+
+
 def spawn(args: list[str], marker: str, timeout: float = 30) -> Child:
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    # The caller's GATEWAY_DATABASE_URL would win over each run's own database: drop it.
+    env = {k: v for k, v in os.environ.items() if k != "GATEWAY_DATABASE_URL"}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -154,6 +168,8 @@ def spawn(args: list[str], marker: str, timeout: float = 30) -> Child:
         if not line:
             raise RuntimeError(f"{args[:4]} exited with {proc.wait()} before it was ready")
         if marker in line:
+            # Keep reading what it prints (warnings): a full pipe would stall the process.
+            threading.Thread(target=_discard, args=(proc.stdout,), daemon=True).start()
             return Child(proc, int(line.rsplit(":", 1)[-1].split()[-1].rstrip("/")))
     proc.kill()
     raise RuntimeError(f"{args[:4]} not ready within {timeout} s")
@@ -183,8 +199,9 @@ class LoadResult:
         return self.accepted / max(1e-9, self.finished - self.started)
 
 
-async def drive(url: str, bodies: list[bytes], seconds: float, concurrency: int) -> LoadResult:
-    """Closed-loop load: ``concurrency`` clients POST back to back for ``seconds``."""
+async def drive(urls: list[str], bodies: list[bytes], seconds: float, concurrency: int) -> LoadResult:
+    """Closed-loop load: ``concurrency`` clients POST back to back for ``seconds``; client
+    ``i`` posts to ``urls[i % len(urls)]`` (several gateway instances share the clients)."""
     result = LoadResult()
     headers = auth(POLICE)
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -192,7 +209,7 @@ async def drive(url: str, bodies: list[bytes], seconds: float, concurrency: int)
         stop_at = time.monotonic() + seconds
         counter = iter(range(10**9))
 
-        async def client() -> None:
+        async def client(url: str) -> None:
             while time.monotonic() < stop_at:
                 i = next(counter)
                 sent = time.time()
@@ -205,7 +222,7 @@ async def drive(url: str, bodies: list[bytes], seconds: float, concurrency: int)
                     result.errors += 1
 
         result.started = time.time()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
+        await asyncio.gather(*(client(urls[i % len(urls)]) for i in range(concurrency)))
         result.finished = time.time()
     return result
 
@@ -238,43 +255,124 @@ def percentile(values: list[float], q: float) -> float:
 # --- the benchmark -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class RunSpec:
+    """One end-to-end run: a store backend and how many gateway processes share it."""
+
+    backend: str
+    instances: int
+
+    @property
+    def label(self) -> str:
+        return self.backend if self.instances == 1 else f"{self.backend}-x{self.instances}"
+
+
+def plan(backend: str, instances: int) -> list[RunSpec]:
+    """The runs for ``--backend`` and ``--instances``: with 2 instances on PostgreSQL, the
+    1-instance run comes too (the scaling ratio is measured against it)."""
+    backends = ["sqlite", "postgresql"] if backend == "both" else [backend]
+    runs = [RunSpec(b, 1) for b in backends]
+    if instances > 1 and "postgresql" in backends:
+        runs.append(RunSpec("postgresql", instances))
+    return runs
+
+
 async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     numbers = valid_nhs_numbers(CHILDREN)
     bodies = [body(message_for_child(n, i)) for i, n in enumerate(numbers)]
     py = sys.executable
     me = str(HERE)
+    runs = plan(args.backend, args.instances)
 
     log(f"bare aiohttp endpoint: {args.bare_seconds:.0f} s at concurrency {args.concurrency}")
     with running(spawn([py, me, "--role", "bare"], "listening")) as bare:
         url = f"http://127.0.0.1:{bare.port}/v1/messages"
-        await drive(url, bodies, 1.0, args.concurrency)  # warm-up
-        bare_result = await drive(url, bodies, args.bare_seconds, args.concurrency)
+        await drive([url], bodies, 1.0, args.concurrency)  # warm-up
+        bare_result = await drive([url], bodies, args.bare_seconds, args.concurrency)
 
-    with running(spawn([py, me, "--role", "receiver"], "listening")) as receiver:
+    pg: PostgresServer | None = None
+    if any(r.backend == "postgresql" for r in runs):
+        log("starting PostgreSQL (fsync on, synchronous_commit on) on a free port")
+        pg = start_postgres(fsync=True)
+        if pg is None:
+            raise SystemExit(f"{INSTALL_HINT}; or run with --backend sqlite")
+    figures: dict[str, dict[str, Any]] = {}
+    try:
+        for spec in runs:
+            figures[spec.label] = await measure_run(args, work, spec, bodies, pg, bare_result.rate)
+    finally:
+        if pg is not None:
+            pg.stop()
+
+    scaling: float | None = None
+    scaled = [r for r in runs if r.instances > 1]
+    if scaled:
+        one = figures[RunSpec(scaled[0].backend, 1).label]["e2e_messages_per_second"]
+        scaling = round(figures[scaled[0].label]["e2e_messages_per_second"] / max(1e-9, one), 3)
+    return {
+        "seconds": args.seconds,
+        "concurrency": args.concurrency,
+        "synchronous": args.synchronous,
+        "recipients_per_message": len(RECIPIENTS),
+        "bare_requests_per_second": round(bare_result.rate, 1),
+        "runs": figures,
+        "scaling_ratio": scaling,
+        "lost": sum(f["lost"] for f in figures.values()),
+    }
+
+
+async def measure_run(
+    args: argparse.Namespace,
+    work: Path,
+    spec: RunSpec,
+    bodies: list[bytes],
+    pg: PostgresServer | None,
+    bare_rate: float,
+) -> dict[str, Any]:
+    """One run: a fresh receiver, fresh store (a new database on the shared server), the
+    gateway process(es), warm-up, timed load, then wait for every delivery."""
+    py = sys.executable
+    me = str(HERE)
+    settings: dict[str, Any] = {}
+    if spec.backend == "postgresql":
+        assert pg is not None
+        database = await pg.create_database()
+        settings = {
+            "store": {"backend": "postgresql", "url": pg.dsn(database), "pool_size": args.pool_size},
+            "keyring": {"path": str(work / f"{spec.label}-keyring.json"), "create_if_missing": True},
+        }
+    with contextlib.ExitStack() as stack:
+        receiver = stack.enter_context(running(spawn([py, me, "--role", "receiver"], "listening")))
         rx_base = f"http://127.0.0.1:{receiver.port}"
-        config = write_deployment(
-            work / "deploy",
-            receiver_base=rx_base,
-            synchronous=args.synchronous,
-            delivery={
-                "max_attempts": 8,
-                "base_delay_seconds": 0.5,
-                "max_delay_seconds": 5,
-                "concurrency": args.delivery_concurrency,
-                "batch_size": args.batch_size,
-                "poll_interval_seconds": 1.0,
-            },
+        gateways: list[Child] = []
+        log(
+            f"{spec.label}: {spec.instances} gateway process(es), synchronous={args.synchronous}, "
+            f"{args.seconds:.0f} s, concurrency {args.concurrency}"
         )
-        gateway_cmd = [py, "-m", "gateway", "serve", "--config", str(config), "--log-level", "warning"]
-        log(f"gateway (synchronous={args.synchronous}): {args.seconds:.0f} s, concurrency {args.concurrency}")
-        with running(spawn(gateway_cmd, "gateway listening on")) as gw:
-            url = f"http://127.0.0.1:{gw.port}/v1/messages"
-            warm = await drive(url, bodies, 1.0, 4)
-            await wait_for_deliveries(rx_base, 2 * warm.accepted, 60)
-            load = await drive(url, bodies, args.seconds, args.concurrency)
-            log(f"  accepted {load.accepted} ({load.rate:.0f}/s), waiting for delivery")
-            arrivals = await wait_for_deliveries(rx_base, 2 * (warm.accepted + load.accepted), 300)
-            gateway_rss = gw.peak_rss_mb()
+        for i in range(spec.instances):  # one after the other: the first creates the keyring
+            config = write_deployment(
+                work / f"{spec.label}-deploy{i}",
+                receiver_base=rx_base,
+                synchronous=args.synchronous,
+                delivery={
+                    "max_attempts": 8,
+                    "base_delay_seconds": 0.5,
+                    "max_delay_seconds": 5,
+                    "concurrency": args.delivery_concurrency,
+                    "batch_size": args.batch_size,
+                    "poll_interval_seconds": 1.0,
+                },
+                settings_extra=settings,
+            )
+            cmd = [py, "-m", "gateway", "serve", "--config", str(config), "--log-level", "warning"]
+            gateways.append(stack.enter_context(running(spawn(cmd, "gateway listening on"))))
+        urls = [f"http://127.0.0.1:{gw.port}/v1/messages" for gw in gateways]
+        warm = await drive(urls, bodies, 1.0, 4)
+        await wait_for_deliveries(rx_base, 2 * warm.accepted, 60)
+        load = await drive(urls, bodies, args.seconds, args.concurrency)
+        log(f"  accepted {load.accepted} ({load.rate:.0f}/s), waiting for delivery")
+        arrivals = await wait_for_deliveries(rx_base, 2 * (warm.accepted + load.accepted), 300)
+        gateway_rss = [gw.peak_rss_mb() for gw in gateways]
         receiver_rss = receiver.peak_rss_mb()
 
     latencies: list[float] = []
@@ -291,10 +389,8 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     last = max(delivered_at.values(), default=load.finished)
     e2e_rate = len(complete) / max(1e-9, last - load.started)
     return {
-        "seconds": args.seconds,
-        "concurrency": args.concurrency,
-        "synchronous": args.synchronous,
-        "recipients_per_message": len(RECIPIENTS),
+        "backend": spec.backend,
+        "instances": spec.instances,
         "messages_accepted": load.accepted,
         "messages_rejected": load.errors,
         "messages_delivered": len(complete),
@@ -303,28 +399,34 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "e2e_messages_per_second": round(e2e_rate, 1),
         "latency_p50_ms": round(1000 * percentile(latencies, 0.50), 1),
         "latency_p99_ms": round(1000 * percentile(latencies, 0.99), 1),
-        "gateway_peak_rss_mb": round(gateway_rss, 1),
+        "gateway_peak_rss_mb": [round(r, 1) for r in gateway_rss],
         "receiver_peak_rss_mb": round(receiver_rss, 1),
-        "bare_requests_per_second": round(bare_result.rate, 1),
-        "ratio_to_bare": round(e2e_rate / max(1e-9, bare_result.rate), 3),
+        "ratio_to_bare": round(e2e_rate / max(1e-9, bare_rate), 3),
         "lost": load.accepted - len(complete),
     }
 
 
 def report(figures: dict[str, Any]) -> None:
-    f = figures
-    rows = [
-        ("accepted (202) / delivered to both", f"{f['messages_accepted']} / {f['messages_delivered']}"),
-        ("ingest rate", f"{figures['ingest_per_second']:.0f} msg/s"),
-        ("end-to-end rate (POST -> both deliveries)", f"{figures['e2e_messages_per_second']:.0f} msg/s"),
-        ("latency POST -> delivery p50 / p99", f"{f['latency_p50_ms']} / {f['latency_p99_ms']} ms"),
-        ("gateway peak RSS", f"{figures['gateway_peak_rss_mb']} MB"),
-        ("bare aiohttp 202 endpoint", f"{figures['bare_requests_per_second']:.0f} req/s"),
-        ("end-to-end / bare", f"{100 * figures['ratio_to_bare']:.1f} %"),
-    ]
-    width = max(len(k) for k, _ in rows)
-    for k, v in rows:
-        print(f"{k:<{width}}  {v}")
+    header = ("run", "accepted/delivered", "ingest/s", "e2e msg/s", "p50/p99 ms", "RSS MB", "of bare")
+    rows = [header]
+    for label, f in figures["runs"].items():
+        rows.append(
+            (
+                label,
+                f"{f['messages_accepted']}/{f['messages_delivered']}",
+                f"{f['ingest_per_second']:.0f}",
+                f"{f['e2e_messages_per_second']:.0f}",
+                f"{f['latency_p50_ms']}/{f['latency_p99_ms']}",
+                "+".join(f"{r:.0f}" for r in f["gateway_peak_rss_mb"]),
+                f"{100 * f['ratio_to_bare']:.1f} %",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(f"bare aiohttp 202 endpoint: {figures['bare_requests_per_second']:.0f} req/s")
+    if figures["scaling_ratio"] is not None:
+        print(f"scaling ratio (2 instances / 1): {figures['scaling_ratio']:.2f}")
 
 
 def main() -> int:
@@ -332,16 +434,34 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--role", choices=["bare", "receiver"], help=argparse.SUPPRESS)
-    parser.add_argument("--seconds", type=float, default=20.0, help="load duration against the gateway")
+    parser.add_argument("--seconds", type=float, default=20.0, help="load duration per run")
     parser.add_argument("--bare-seconds", type=float, default=5.0, help="load duration, bare endpoint")
     parser.add_argument("--concurrency", type=int, default=64, help="concurrent HTTP clients")
     parser.add_argument("--delivery-concurrency", type=int, default=32, help="webhook posts in flight")
     parser.add_argument("--batch-size", type=int, default=256, help="deliveries leased per batch")
-    parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
+    parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"], help="SQLite only")
+    parser.add_argument(
+        "--backend",
+        default="both",
+        choices=["sqlite", "postgresql", "both"],
+        help="store backend(s) to run, one after the other (PostgreSQL: a server started here)",
+    )
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        choices=[1, 2],
+        help="2: also run two gateway processes on one PostgreSQL database (scaling ratio)",
+    )
+    parser.add_argument("--pool-size", type=int, default=10, help="PostgreSQL connections per instance")
     args = parser.parse_args()
     if args.role:
         run_role(args.role)
         return 0
+    if args.instances > 1 and args.backend == "sqlite":
+        parser.error(
+            "--instances 2 needs PostgreSQL (--backend postgresql or both): SQLite serves one process"
+        )
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
         figures: dict[str, Any] = _run(measure(args, Path(tmp)))
     report(figures)

@@ -160,9 +160,14 @@ class TestPartnerDownThenUp:
         # Then it is delivered, under the same id, and the reason is in the audit log
         await receiver.wait_for(lambda: message_id in receiver.unique(CSC), timeout=10)
         assert await dead_letters(gw, CSC) == []
+
+        # (the success is committed just after the receiver answered: wait for it)
+        async def succeeded() -> bool:
+            return [k for k, _, _ in await audit_kinds(gw, letter["delivery_id"])][-1] == "delivery.succeeded"
+
+        await eventually(succeeded, timeout=10)
         kinds = await audit_kinds(gw, letter["delivery_id"])
         assert ("delivery.replayed", "partner fixed their endpoint", "operator:demo-operator") in kinds
-        assert [k for k, _, _ in kinds][-1] == "delivery.succeeded"
 
     async def test_cli_replays_a_dead_letter_while_the_gateway_runs(
         self, start_gateway: GatewayFactory, receiver: RecordingReceiver
