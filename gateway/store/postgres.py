@@ -39,6 +39,7 @@ from typing import Any
 
 from gateway.audit import AuditEvent, AuditRecord, canonical_json
 from gateway.crypto import Keyring, Sealed
+from gateway.store import audit_events
 from gateway.store.base import (
     AcceptOutcome,
     DeadLetter,
@@ -313,15 +314,8 @@ class PostgresBackend(PostgresConsentAndReviewOps):
             events = [audit]
             if dead:
                 events.append(
-                    AuditEvent(
-                        "delivery.dead_lettered",
-                        {
-                            "delivery_id": lease.delivery_id,
-                            "attempts": lease.attempt,
-                            "last_error": error_code,
-                        },
-                        lease.message_id,
-                        lease.recipient,
+                    audit_events.dead_lettered(
+                        lease.delivery_id, lease.message_id, lease.recipient, lease.attempt, error_code
                     )
                 )
             await append_audit(conn, events, now)
@@ -393,17 +387,8 @@ class PostgresBackend(PostgresConsentAndReviewOps):
             await append_audit(
                 conn,
                 [
-                    AuditEvent(
-                        kind,
-                        {
-                            "delivery_id": delivery_id,
-                            "reason": reason,
-                            "previous_attempts": row[2],
-                            "last_error": row[3],
-                        },
-                        row[0],
-                        row[1],
-                        actor,
+                    audit_events.dead_letter_resolved(
+                        kind, delivery_id, row[0], row[1], row[2], row[3], reason, actor
                     )
                 ],
                 now,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from gateway.audit import AuditEvent
+from gateway.store import audit_events
 from gateway.store.base import HeldDelivery, StoredConsent
 from gateway.store.postgres_common import PostgresConnections, append_audit, wall_clock
 
@@ -47,23 +47,7 @@ class PostgresConsentAndReviewOps(PostgresConnections):
                 record.evidence_ref,
                 record.recorded_by,
             )
-            events = [
-                AuditEvent(
-                    "consent.recorded",
-                    {
-                        "record_id": record.record_id,
-                        "subject": record.subject,
-                        "purpose": record.purpose,
-                        "scope": record.scope,
-                        "state": record.state,
-                        "decided_by": record.decided_by,
-                        "expires_at": record.expires_at,
-                    },
-                    None,
-                    None,
-                    record.recorded_by,
-                )
-            ]
+            events = [audit_events.consent_recorded(record)]
             cancelled: list[tuple[str, str, str]] = []
             if record.state != "given" and recipients_in_scope:
                 # Rows are locked in seq order (as by every multi-row writer here), so two
@@ -88,20 +72,7 @@ class PostgresConsentAndReviewOps(PostgresConnections):
                 cancelled = [
                     (r["id"], r["message_id"], r["recipient"]) for r in sorted(rows, key=lambda r: r[0])
                 ]
-                events += [
-                    AuditEvent(
-                        "delivery.withdrawn",
-                        {
-                            "delivery_id": d,
-                            "consent_record": record.record_id,
-                            "reason": f"consent {record.state}",
-                        },
-                        m,
-                        r,
-                        record.recorded_by,
-                    )
-                    for d, m, r in cancelled
-                ]
+                events += [audit_events.delivery_withdrawn(record, d, m, r) for d, m, r in cancelled]
             await append_audit(conn, events, now)
         return [c[0] for c in cancelled]
 
@@ -146,15 +117,7 @@ class PostgresConsentAndReviewOps(PostgresConnections):
                 return False
             await append_audit(
                 conn,
-                [
-                    AuditEvent(
-                        "review.approved" if approve else "review.rejected",
-                        {"delivery_id": delivery_id, "reason": reason},
-                        row[0],
-                        row[1],
-                        actor,
-                    )
-                ],
+                [audit_events.review_resolved(approve, delivery_id, row[0], row[1], reason, actor)],
                 now,
             )
         return True
@@ -176,15 +139,7 @@ class PostgresConsentAndReviewOps(PostgresConnections):
             rows = sorted(rows, key=lambda r: r[0])
             await append_audit(
                 conn,
-                [
-                    AuditEvent(
-                        "review.escalated",
-                        {"delivery_id": r[1], "review_role": r[4], "deadline": r[5]},
-                        r[2],
-                        r[3],
-                    )
-                    for r in rows
-                ],
+                [audit_events.review_escalated(r[1], r[2], r[3], r[4], r[5]) for r in rows],
                 now,
             )
         return [HeldDelivery(r[1], r[2], r[3], r[4], r[5], True, {}) for r in rows]

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.audit import AuditEvent
+from gateway.store import audit_events
 from gateway.store.base import HeldDelivery, StoredConsent
 from gateway.store.sqlite_common import SqliteConnections, append_audit, wall_clock
 
@@ -48,23 +48,7 @@ class ConsentAndReviewOps(SqliteConnections):
                     record.recorded_by,
                 ),
             )
-            events = [
-                AuditEvent(
-                    "consent.recorded",
-                    {
-                        "record_id": record.record_id,
-                        "subject": record.subject,
-                        "purpose": record.purpose,
-                        "scope": record.scope,
-                        "state": record.state,
-                        "decided_by": record.decided_by,
-                        "expires_at": record.expires_at,
-                    },
-                    None,
-                    None,
-                    record.recorded_by,
-                )
-            ]
+            events = [audit_events.consent_recorded(record)]
             cancelled: list[tuple[str, str, str]] = []
             if record.state != "given" and recipients_in_scope:
                 related = [
@@ -85,20 +69,7 @@ class ConsentAndReviewOps(SqliteConnections):
                     " RETURNING id, message_id, recipient",
                     (now, *recipients_in_scope, *related),
                 ).fetchall()
-                events += [
-                    AuditEvent(
-                        "delivery.withdrawn",
-                        {
-                            "delivery_id": d,
-                            "consent_record": record.record_id,
-                            "reason": f"consent {record.state}",
-                        },
-                        m,
-                        r,
-                        record.recorded_by,
-                    )
-                    for d, m, r in cancelled
-                ]
+                events += [audit_events.delivery_withdrawn(record, d, m, r) for d, m, r in cancelled]
             append_audit(conn, events, now)
             return [c[0] for c in cancelled]
 
@@ -145,15 +116,7 @@ class ConsentAndReviewOps(SqliteConnections):
                 return False
             append_audit(
                 conn,
-                [
-                    AuditEvent(
-                        "review.approved" if approve else "review.rejected",
-                        {"delivery_id": delivery_id, "reason": reason},
-                        row[0],
-                        row[1],
-                        actor,
-                    )
-                ],
+                [audit_events.review_resolved(approve, delivery_id, row[0], row[1], reason, actor)],
                 now,
             )
             return True
@@ -173,15 +136,7 @@ class ConsentAndReviewOps(SqliteConnections):
             ).fetchall()
             append_audit(
                 conn,
-                [
-                    AuditEvent(
-                        "review.escalated",
-                        {"delivery_id": r[0], "review_role": r[3], "deadline": r[4]},
-                        r[1],
-                        r[2],
-                    )
-                    for r in rows
-                ],
+                [audit_events.review_escalated(r[0], r[1], r[2], r[3], r[4]) for r in rows],
                 now,
             )
             return rows
