@@ -6,8 +6,10 @@ Processes besides this one's load generator, all on loopback:
 * the gateway (``python -m gateway serve``) on a copy of the example deployment, on
   SQLite in WAL mode with ``synchronous=FULL`` (every group commit is fsync'd before any 202
   it covers) and on PostgreSQL (a server this script starts on a free port with ``fsync`` and
-  ``synchronous_commit`` on, so a 202 is as durable as on SQLite); with ``--instances 2`` also
-  two gateway processes sharing one PostgreSQL database, the clients split between them;
+  ``synchronous_commit`` on, so a 202 is as durable as on SQLite), and on RabbitMQ +
+  PostgreSQL (a broker node this script starts too; publisher confirms before each 202); with
+  ``--instances 2`` also two gateway processes sharing the scale-out backends, the clients
+  split between them;
 * a receiver that records (partner, webhook-id, arrival time) and answers 200 (a new one
   for each run);
 * for the baseline, a bare aiohttp endpoint that only returns 202, driven by the same load
@@ -17,7 +19,8 @@ Each message is the example police domestic-abuse notification about one of many
 children (test-range NHS numbers); the example policy releases it to the school and to
 social care, so every message is two webhook deliveries.
 
-Run:  .venv/bin/python bench/e2e.py [--backend sqlite|postgresql|both] [--instances 1|2]
+Run:  .venv/bin/python bench/e2e.py [--backend all|both|sqlite|postgresql|rabbitmq-postgresql]
+                                    [--instances 1|2]
                                     [--seconds 20] [--concurrency 64]
 
 The last line printed is one JSON object with the figures (keys in bench/README.md).
@@ -47,7 +50,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.servers import INSTALL_HINT, PostgresServer, start_postgres  # noqa: E402
+from tests.servers import (  # noqa: E402
+    INSTALL_HINT,
+    RABBIT_INSTALL_HINT,
+    PostgresServer,
+    RabbitServer,
+    start_postgres,
+    start_rabbit,
+)
 from tests.support import (  # noqa: E402 - the repository root must be importable first
     CSC,
     POLICE,
@@ -267,13 +277,18 @@ class RunSpec:
         return self.backend if self.instances == 1 else f"{self.backend}-x{self.instances}"
 
 
+SCALE_OUT = ("postgresql", "rabbitmq-postgresql")
+"""Backends several gateway processes can share."""
+BACKEND_SETS = {"all": ["sqlite", *SCALE_OUT], "both": ["sqlite", "rabbitmq-postgresql"]}
+
+
 def plan(backend: str, instances: int) -> list[RunSpec]:
-    """The runs for ``--backend`` and ``--instances``: with 2 instances on PostgreSQL, the
-    1-instance run comes too (the scaling ratio is measured against it)."""
-    backends = ["sqlite", "postgresql"] if backend == "both" else [backend]
+    """The runs for ``--backend`` and ``--instances``: with 2 instances, each scale-out
+    backend's 1-instance run comes too (its scaling ratio is measured against it)."""
+    backends = BACKEND_SETS.get(backend, [backend])
     runs = [RunSpec(b, 1) for b in backends]
-    if instances > 1 and "postgresql" in backends:
-        runs.append(RunSpec("postgresql", instances))
+    if instances > 1:
+        runs += [RunSpec(b, instances) for b in backends if b in SCALE_OUT]
     return runs
 
 
@@ -291,24 +306,38 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         bare_result = await drive([url], bodies, args.bare_seconds, args.concurrency)
 
     pg: PostgresServer | None = None
-    if any(r.backend == "postgresql" for r in runs):
-        log("starting PostgreSQL (fsync on, synchronous_commit on) on a free port")
-        pg = start_postgres(fsync=True)
-        if pg is None:
-            raise SystemExit(f"{INSTALL_HINT}; or run with --backend sqlite")
+    rabbit: RabbitServer | None = None
     figures: dict[str, dict[str, Any]] = {}
     try:
+        if any(r.backend in SCALE_OUT for r in runs):
+            log("starting PostgreSQL (fsync on, synchronous_commit on) on a free port")
+            pg = start_postgres(fsync=True)
+            if pg is None:
+                raise SystemExit(f"{INSTALL_HINT}; or run with --backend sqlite")
+        if any(r.backend == "rabbitmq-postgresql" for r in runs):
+            log("starting a RabbitMQ node on free ports")
+            rabbit = start_rabbit()
+            if rabbit is None:
+                raise SystemExit(f"{RABBIT_INSTALL_HINT}; or run with --backend sqlite|postgresql")
         for spec in runs:
-            figures[spec.label] = await measure_run(args, work, spec, bodies, pg, bare_result.rate)
+            figures[spec.label] = await measure_run(args, work, spec, bodies, pg, rabbit, bare_result.rate)
     finally:
+        if rabbit is not None:
+            rabbit.stop()
         if pg is not None:
             pg.stop()
 
-    scaling: float | None = None
-    scaled = [r for r in runs if r.instances > 1]
-    if scaled:
-        one = figures[RunSpec(scaled[0].backend, 1).label]["e2e_messages_per_second"]
-        scaling = round(figures[scaled[0].label]["e2e_messages_per_second"] / max(1e-9, one), 3)
+    ratios = {
+        r.backend: round(
+            figures[r.label]["e2e_messages_per_second"]
+            / max(1e-9, figures[RunSpec(r.backend, 1).label]["e2e_messages_per_second"]),
+            3,
+        )
+        for r in runs
+        if r.instances > 1
+    }
+    # The headline ratio is the scale-out backend's (RabbitMQ + PostgreSQL) when it ran.
+    scaling = ratios.get("rabbitmq-postgresql", ratios.get("postgresql"))
     return {
         "seconds": args.seconds,
         "concurrency": args.concurrency,
@@ -317,6 +346,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "bare_requests_per_second": round(bare_result.rate, 1),
         "runs": figures,
         "scaling_ratio": scaling,
+        "scaling_ratios": ratios,
         "lost": sum(f["lost"] for f in figures.values()),
     }
 
@@ -327,6 +357,7 @@ async def measure_run(
     spec: RunSpec,
     bodies: list[bytes],
     pg: PostgresServer | None,
+    rabbit: RabbitServer | None,
     bare_rate: float,
 ) -> dict[str, Any]:
     """One run: a fresh receiver, fresh store (a new database on the shared server), the
@@ -334,11 +365,19 @@ async def measure_run(
     py = sys.executable
     me = str(HERE)
     settings: dict[str, Any] = {}
-    if spec.backend == "postgresql":
+    if spec.backend in SCALE_OUT:
         assert pg is not None
         database = await pg.create_database()
+        store: dict[str, Any] = {
+            "backend": spec.backend,
+            "url": pg.dsn(database),
+            "pool_size": args.pool_size,
+        }
+        if spec.backend == "rabbitmq-postgresql":
+            assert rabbit is not None
+            store |= {"amqp_url": rabbit.url(), "amqp_prefix": f"bench-{spec.label}"}
         settings = {
-            "store": {"backend": "postgresql", "url": pg.dsn(database), "pool_size": args.pool_size},
+            "store": store,
             "keyring": {"path": str(work / f"{spec.label}-keyring.json"), "create_if_missing": True},
         }
     with contextlib.ExitStack() as stack:
@@ -425,8 +464,8 @@ def report(figures: dict[str, Any]) -> None:
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     print(f"bare aiohttp 202 endpoint: {figures['bare_requests_per_second']:.0f} req/s")
-    if figures["scaling_ratio"] is not None:
-        print(f"scaling ratio (2 instances / 1): {figures['scaling_ratio']:.2f}")
+    for backend, ratio in figures["scaling_ratios"].items():
+        print(f"scaling ratio on {backend} (2 instances / 1): {ratio:.2f}")
 
 
 def main() -> int:
@@ -442,16 +481,17 @@ def main() -> int:
     parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"], help="SQLite only")
     parser.add_argument(
         "--backend",
-        default="both",
-        choices=["sqlite", "postgresql", "both"],
-        help="store backend(s) to run, one after the other (PostgreSQL: a server started here)",
+        default="all",
+        choices=["all", "both", "sqlite", "postgresql", "rabbitmq-postgresql"],
+        help="store backend(s) to run, one after the other (both: SQLite and RabbitMQ + PostgreSQL; "
+        "servers are started here)",
     )
     parser.add_argument(
         "--instances",
         type=int,
         default=1,
         choices=[1, 2],
-        help="2: also run two gateway processes on one PostgreSQL database (scaling ratio)",
+        help="2: also run two gateway processes on each scale-out backend (scaling ratio)",
     )
     parser.add_argument("--pool-size", type=int, default=10, help="PostgreSQL connections per instance")
     args = parser.parse_args()
@@ -460,7 +500,8 @@ def main() -> int:
         return 0
     if args.instances > 1 and args.backend == "sqlite":
         parser.error(
-            "--instances 2 needs PostgreSQL (--backend postgresql or both): SQLite serves one process"
+            "--instances 2 needs a scale-out backend (postgresql, rabbitmq-postgresql): "
+            "SQLite serves one process"
         )
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
         figures: dict[str, Any] = _run(measure(args, Path(tmp)))

@@ -508,6 +508,22 @@ def rabbitmq_server(request: pytest.FixtureRequest) -> RabbitServer:
     return server
 
 
+def start_rabbit() -> RabbitServer | None:
+    """A new node outside the test session (e.g. for a benchmark), or None when RabbitMQ is
+    not installed. The caller MUST ``stop()`` it; a failed start raises (and cleans up)."""
+    if not (RABBIT_SERVER.is_file() and RABBIT_CTL.is_file() and shutil.which("epmd")):
+        return None
+    server = RabbitServer(
+        Path(tempfile.mkdtemp(prefix="gateway-rabbit-")), f"gwbench-{os.getpid()}@localhost"
+    )
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
 def _stop_rabbit() -> None:
     global _RABBIT
     server, _RABBIT = _RABBIT, None
