@@ -154,6 +154,9 @@ def create_app(deployment: Deployment, *, backend: Backend | None = None) -> web
     app.router.add_get("/v1/ops/dead-letters", ops.get_dead_letters)
     app.router.add_post("/v1/ops/dead-letters/{delivery_id}/replay", ops.replay_dead_letter)
     app.router.add_post("/v1/ops/dead-letters/{delivery_id}/discard", ops.discard_dead_letter)
+    app.router.add_post(
+        "/v1/ops/dead-letters/{delivery_id}/replay-original", ops.replay_dead_letter_from_original
+    )
     app.router.add_post("/v1/consents", ig.post_consent)
     app.router.add_get("/v1/consents", ig.get_consents)
     app.router.add_post("/v1/consents/{record_id}/withdraw", ig.withdraw_consent)

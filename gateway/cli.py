@@ -2,7 +2,7 @@
 
     gateway serve --config DIR [--host H] [--port P]
     gateway audit verify --config DIR [--expect-head HASH] [--json]
-    gateway dead-letters list|replay|discard --config DIR ...
+    gateway dead-letters list|replay|replay-original|discard --config DIR ...
     gateway keys generate|rotate|rewrap ...
     gateway db upgrade --config DIR      apply PostgreSQL schema migrations
     gateway policy check|explain|test|diff ...   the IG lead's tools (see docs/policy-tools.md)
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.audit import AuditRecord, verify_chain
-from gateway.config import load_deployment, load_settings
+from gateway.config import Deployment, load_deployment, load_settings
 from gateway.crypto import Keyring, generate_keyring, rotate_keyring
 from gateway.errors import ConfigError
 from gateway.logging import configure_logging
@@ -80,13 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    dl = sub.add_parser("dead-letters", help="list, replay or discard dead letters")
+    dl = sub.add_parser("dead-letters", help="list, replay, replay from the original or discard dead letters")
     dl_sub = dl.add_subparsers(dest="dl_command", required=True, metavar="ACTION")
     dl_list = dl_sub.add_parser("list", help="list dead letters (metadata only)")
     _config_arg(dl_list)
     dl_list.add_argument("--partner")
     for name, text in (
-        ("replay", "queue a dead letter again (same ids)"),
+        ("replay", "queue a dead letter again (same ids, the stored payload)"),
+        (
+            "replay-original",
+            "rebuild a dead letter from the original message under the current policy and consent, "
+            "and queue it again (same ids) if the new decision permits",
+        ),
         ("discard", "drop a dead letter for good"),
     ):
         p = dl_sub.add_parser(name, help=text)
@@ -236,6 +241,9 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _dead_letters(args: argparse.Namespace) -> int:
+    # Files are read before the event loop starts: policy, partners and keyring.
+    prepared = _replay_inputs(args.config) if args.dl_command == "replay-original" else None
+
     async def run(backend: Backend) -> int:
         if args.dl_command == "list":
             rows = await backend.dead_letters(args.partner, 10_000)
@@ -246,6 +254,8 @@ def _dead_letters(args: argparse.Namespace) -> int:
                 )
             print(f"{len(rows)} dead letter(s)")
             return 0
+        if prepared is not None:
+            return await _replay_original(args, backend, *prepared)
         action = backend.replay if args.dl_command == "replay" else backend.discard
         if not await action(args.delivery_id, args.reason, f"cli:{args.actor}"):
             print(f"no dead letter {args.delivery_id}", file=sys.stderr)
@@ -254,6 +264,50 @@ def _dead_letters(args: argparse.Namespace) -> int:
         return 0
 
     return _with_backend(args.config, run)
+
+
+def _replay_inputs(config: Path) -> tuple[Deployment, Keyring]:
+    from gateway.app import open_keyring
+
+    deployment = load_deployment(config)
+    return deployment, open_keyring(deployment)
+
+
+async def _replay_original(
+    args: argparse.Namespace, backend: Backend, deployment: Deployment, keyring: Keyring
+) -> int:
+    """Decide again, re-render and requeue one dead letter (``Pipeline.replay_from_original``)
+    with this configuration's policy, partners and keyring and the stored consents. Prints ids
+    and the decision outcome only; exit 1 when nothing was queued."""
+    from adapters import default_registry
+    from gateway.consents import GatewayConsents
+    from gateway.metrics import Metrics
+    from gateway.pipeline import Pipeline, PolicyHolder
+
+    consents = GatewayConsents(keyring)
+    consents.load(await backend.all_consents())
+    pipeline = Pipeline(
+        store=backend,
+        keyring=keyring,
+        adapters=default_registry(),
+        policy=PolicyHolder(deployment.policy),
+        partners=deployment.partners,
+        metrics=Metrics(),
+        notify=lambda _recipient: None,  # the running gateway's workers find ready deliveries
+        consents=consents,
+    )
+    outcome = await pipeline.replay_from_original(args.delivery_id, args.reason, f"cli:{args.actor}")
+    if outcome is None:
+        print(f"no dead letter {args.delivery_id}", file=sys.stderr)
+        return 1
+    if outcome.queued:
+        print(
+            f"{args.delivery_id}: rebuilt from the original ({outcome.effect}, {outcome.rule}), queued again"
+        )
+        return 0
+    why = outcome.error or f"the current decision is {outcome.effect} ({outcome.rule})"
+    print(f"{args.delivery_id}: not queued: {why}; it stays a dead letter", file=sys.stderr)
+    return 1
 
 
 def _keys(args: argparse.Namespace) -> int:

@@ -41,11 +41,11 @@ from gateway.metrics import Metrics
 from gateway.store.base import (
     RENDER_FAILED_MEDIA_TYPE,
     AcceptOutcome,
+    Backend,
     DecisionRecord,
     DeliveryRecord,
     IdempotencyMismatch,
     InboundRecord,
-    Store,
 )
 
 log = structlog.get_logger("gateway.pipeline")
@@ -61,6 +61,21 @@ class Accepted:
     """Accepted, but worth the sender's attention (e.g. a UPN of an unlisted authority)."""
 
 
+@dataclass(frozen=True, slots=True)
+class ReplayFromOriginal:
+    """What a replay from the original did: ids and the new decision's outcome, never content."""
+
+    delivery_id: str
+    message_id: str
+    recipient: str
+    effect: str
+    """The new decision's effect: only ``permit`` queues anything."""
+    rule: str
+    queued: bool
+    error: str | None
+    """Set when the decision permitted but rendering failed again (``render-failed:...``)."""
+
+
 class PolicyHolder:
     """The policy snapshot in force. Swapped whole (atomically) on reload; never mutated."""
 
@@ -72,7 +87,7 @@ class Pipeline:
     def __init__(
         self,
         *,
-        store: Store,
+        store: Backend,
         keyring: Keyring,
         adapters: AdapterRegistry,
         policy: PolicyHolder,
@@ -287,21 +302,7 @@ class Pipeline:
     ) -> DeliveryRecord:
         partner = self._partners[decision.recipient]
         delivery_id = new_id("dlv")
-        adapter = self._adapters.by_name.get(partner.delivery.format)
-        dead_error: str | None = None
-        try:
-            if adapter is None:  # refused at start-up; a guard for later policy reloads
-                raise LookupError(partner.delivery.format)
-            payload, media_type = adapter.render(redact(message, decision)), adapter.media_type
-        except Exception as exc:  # noqa: BLE001 - a renderer fault must not lose the message or block others
-            payload, media_type = b"", RENDER_FAILED_MEDIA_TYPE
-            dead_error = f"render-failed:{type(exc).__name__}"
-            log.error(
-                "delivery.render_failed",
-                message_id=message.envelope.message_id,
-                recipient=decision.recipient,
-                error=type(exc).__name__,
-            )
+        payload, media_type, dead_error = self._redact_and_render(message, decision)
         # Order is kept per (recipient, child): the first child's first identifier, or the
         # message itself when it names no child.
         order_key = f"{decision.recipient}:{subjects[0] if subjects else message.envelope.message_id}"
@@ -319,6 +320,132 @@ class Pipeline:
             review_role=decision.review_role,
             review_deadline=decision.review_deadline.timestamp() if decision.review_deadline else None,
         )
+
+    def _redact_and_render(self, message: Message, decision: Decision) -> tuple[bytes, str, str | None]:
+        """Redact ``message`` to what ``decision`` releases and render it in the recipient's
+        current format: ``(payload, media_type, None)``, or ``(b"", RENDER_FAILED_MEDIA_TYPE,
+        "render-failed:<ExceptionType>")`` when the renderer (or the format) fails. Never
+        raises for a renderer fault; the error code names the exception type, never a value."""
+        partner = self._partners.get(decision.recipient)
+        fmt = partner.delivery.format if partner is not None else ""
+        adapter = self._adapters.by_name.get(fmt)
+        try:
+            if adapter is None:  # refused at start-up; a guard for later policy reloads
+                raise LookupError(fmt)
+            return adapter.render(redact(message, decision)), adapter.media_type, None
+        except Exception as exc:  # noqa: BLE001 - a renderer fault must not lose the message or block others
+            log.error(
+                "delivery.render_failed",
+                message_id=message.envelope.message_id,
+                recipient=decision.recipient,
+                error=type(exc).__name__,
+            )
+            return b"", RENDER_FAILED_MEDIA_TYPE, f"render-failed:{type(exc).__name__}"
+
+    async def replay_from_original(
+        self, delivery_id: str, reason: str, actor: str
+    ) -> ReplayFromOriginal | None:
+        """Rebuild a dead letter's payload from the stored original message and queue it again.
+
+        Loads the message's sealed canonical copy, opens it, **decides again** for the
+        delivery's recipient with the policy and consent registry in force now (the same
+        ``decide`` call as ingest), redacts, renders in the recipient's current format, seals
+        under the delivery id and hands it to ``requeue_with_payload``: one transaction
+        replaces the payload and media type, resets the delivery to ``ready`` with its
+        attempts reset (same delivery id and message id) and audits ``decision.made`` and
+        ``delivery.replayed_from_original`` (reason, actor, the new decision's explanation).
+
+        MUST NOT release more than the current policy allows: only a ``permit`` queues
+        anything. Any other outcome (agreement expired, consent withdrawn, held for review)
+        and a renderer that still fails queue nothing; the delivery stays dead and the new
+        decision is audited (``decision.made``, as at ingest). Returns ``None`` when the id is
+        not a dead letter (or its message is gone). Neither the answer nor the audit nor a log
+        line carries content: ids, effects, rules and error codes only.
+        """
+        letter = await self._store.dead_letter(delivery_id)
+        if letter is None:
+            return None
+        sealed = await self._store.load_canonical(letter.message_id)
+        if sealed is None:
+            return None
+        message = Message.from_dict(json.loads(self._keyring.open(sealed, letter.message_id)))
+        recipient = letter.recipient
+        decision = decide(message, recipient, self._policy.current, self._now(), self._consents)
+        self._metrics.decisions.labels(decision.effect.value, decision.rule).inc()
+        explanation = decision.as_dict()
+        decided: dict[str, object] = {
+            "decision_id": new_id("dec"),
+            **explanation,
+            "replay_of": delivery_id,
+            "reason": reason,
+        }
+        events = [AuditEvent("decision.made", decided, letter.message_id, recipient, actor)]
+        if decision.effect is not Effect.PERMIT:
+            await self._store.append_audit(events)
+            log.info(
+                "delivery.replay_from_original_refused",
+                delivery_id=delivery_id,
+                message_id=letter.message_id,
+                recipient=recipient,
+                effect=decision.effect.value,
+                rule=decision.rule,
+            )
+            return ReplayFromOriginal(
+                delivery_id, letter.message_id, recipient, decision.effect.value, decision.rule, False, None
+            )
+        payload, media_type, render_error = self._redact_and_render(message, decision)
+        if render_error is not None:
+            decided["error"] = render_error
+            await self._store.append_audit(events)
+            return ReplayFromOriginal(
+                delivery_id,
+                letter.message_id,
+                recipient,
+                decision.effect.value,
+                decision.rule,
+                False,
+                render_error,
+            )
+        decided["delivery_id"] = delivery_id  # as at ingest: the decision queued this delivery
+        events.append(
+            AuditEvent(
+                "delivery.replayed_from_original",
+                {
+                    "delivery_id": delivery_id,
+                    "reason": reason,
+                    "previous_attempts": letter.attempts,
+                    "last_error": letter.last_error,
+                    "media_type": media_type,
+                    "decision": explanation,
+                },
+                letter.message_id,
+                recipient,
+                actor,
+            )
+        )
+        requeued = await self._store.requeue_with_payload(
+            delivery_id,
+            self._keyring.seal(payload, delivery_id),
+            media_type,
+            events,
+            decision.consent_records,
+        )
+        if not requeued:  # replayed, discarded or requeued by someone else meanwhile
+            return None
+        self._notify(recipient)
+        log.info(
+            "delivery.replayed_from_original",
+            delivery_id=delivery_id,
+            message_id=letter.message_id,
+            recipient=recipient,
+            rule=decision.rule,
+        )
+        return ReplayFromOriginal(
+            delivery_id, letter.message_id, recipient, decision.effect.value, decision.rule, True, None
+        )
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
 
 
 def _body_sha256(content_type: str, body: bytes) -> str:

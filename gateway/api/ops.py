@@ -1,5 +1,6 @@
-"""Operations API: queue depth and age, dead letters, replay and discard. Metadata only:
-nothing here returns message content, and replay/discard require a reason that is audited."""
+"""Operations API: queue depth and age, dead letters, replay, replay from the original and
+discard. Metadata only: nothing here returns message content, and every action on a dead
+letter requires a reason that is audited."""
 
 from __future__ import annotations
 
@@ -78,3 +79,28 @@ async def _resolve(request: web.Request, *, replay: bool) -> web.Response:
     for worker in svc.dispatcher.workers.values():
         worker.wake()
     return web.json_response({"delivery_id": delivery_id, "state": "ready" if replay else "discarded"})
+
+
+async def replay_dead_letter_from_original(request: web.Request) -> web.Response:
+    """Rebuild the dead letter's payload from the stored original under the current policy
+    and consent (``Pipeline.replay_from_original``). 200 with ``queued`` true or false and the
+    new decision's effect and rule; 404 when the id is not a dead letter. Never content."""
+    svc = request.app[SERVICES]
+    operator = svc.auth.operator(request, OPERATOR_ROLES)
+    reason = await read_reason(request)
+    delivery_id = request.match_info["delivery_id"]
+    outcome = await svc.pipeline.replay_from_original(delivery_id, reason, f"operator:{operator}")
+    if outcome is None:
+        raise NotFound("no dead letter with this id")
+    return web.json_response(
+        {
+            "delivery_id": outcome.delivery_id,
+            "message_id": outcome.message_id,
+            "partner": outcome.recipient,
+            "queued": outcome.queued,
+            "state": "ready" if outcome.queued else "dead",
+            "effect": outcome.effect,
+            "rule": outcome.rule,
+            "error": outcome.error,
+        }
+    )

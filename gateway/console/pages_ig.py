@@ -261,6 +261,7 @@ DELIVERY_KINDS = {
     "delivery.succeeded": "delivered",
     "delivery.dead_lettered": "dead-letter",
     "delivery.replayed": "replayed",
+    "delivery.replayed_from_original": "replayed from the original",
     "delivery.discarded": "discarded",
     "delivery.withdrawn": "withdrawn",
     "review.approved": "approved",

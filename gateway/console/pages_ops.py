@@ -2,8 +2,10 @@
 
 Contracts: metadata only. Nothing here opens a sealed payload or shows a value from a
 message: ids, partner ids, event types, states, counts, ages, error codes and rule names.
-Replay, discard and bulk retry require a typed reason, are audited by the store in the
-same transaction, and name the console user as the actor.
+Replay, replay from the original, discard and bulk retry require a typed reason, are
+audited by the store in the same transaction, and name the console user as the actor. A
+replay from the original answers with the new decision's outcome and ids only: the operator
+never sees the rebuilt payload.
 """
 
 from __future__ import annotations
@@ -253,6 +255,36 @@ async def replay(request: web.Request) -> web.StreamResponse:
 
 async def discard(request: web.Request) -> web.StreamResponse:
     return await _resolve(request, replay=False)
+
+
+async def replay_original(request: web.Request) -> web.StreamResponse:
+    """Rebuild the dead letter from the stored original under the current policy and consent
+    (``Pipeline.replay_from_original``); the notice names the outcome, never content."""
+    svc = request.app[SERVICES]
+    reason = _reason(request)
+    delivery_id = request.match_info["delivery_id"]
+    partner = form(request).get("partner") or None
+    if reason is None:
+        return _back(request, f"Not done: give a reason to replay {delivery_id} from the original.", partner)
+    outcome = await svc.pipeline.replay_from_original(delivery_id, reason, f"console:{current(request).user}")
+    if outcome is None:
+        return _back(request, f"{delivery_id} is no longer a dead letter; nothing done.", partner)
+    if outcome.queued:
+        _wake(svc)
+        notice = (
+            f"{delivery_id} replayed from the original:"
+            f" decided again ({outcome.effect}, {outcome.rule}), queued."
+        )
+    elif outcome.error is not None:
+        notice = (
+            f"{delivery_id} not queued: rendering failed again ({outcome.error}); it stays a dead letter."
+        )
+    else:
+        notice = (
+            f"{delivery_id} not queued: the current decision is {outcome.effect} ({outcome.rule});"
+            " it stays a dead letter."
+        )
+    return _back(request, notice, partner)
 
 
 async def retry_partner(request: web.Request) -> web.StreamResponse:

@@ -44,6 +44,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/console/ops/dead-letters", pages_ops.dead_letters, OPS),
     Route("POST", "/console/ops/dead-letters/retry-partner", pages_ops.retry_partner, OPS),
     Route("POST", "/console/ops/dead-letters/{delivery_id}/replay", pages_ops.replay, OPS),
+    Route("POST", "/console/ops/dead-letters/{delivery_id}/replay-original", pages_ops.replay_original, OPS),
     Route("POST", "/console/ops/dead-letters/{delivery_id}/discard", pages_ops.discard, OPS),
     Route("GET", "/console/ops/rejections", pages_ops.rejections, OPS),
     Route("GET", "/console/ig/agreements", pages_ig.agreements, IG),

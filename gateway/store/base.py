@@ -15,6 +15,9 @@ Contracts every backend MUST keep:
   ``order_key``: order is kept per (recipient, child).
 * A delivery leaves the queue only by ``complete`` (delivered), ``fail`` reaching the retry
   budget (dead letter), ``discard`` or ``cancel``, each audited in the same transaction.
+* A dead letter returns to the queue only by ``replay`` (the stored payload again) or
+  ``requeue_with_payload`` (a payload rebuilt from the original message), each audited in
+  the same transaction, always under the same delivery id and message id.
 """
 
 from __future__ import annotations
@@ -210,6 +213,9 @@ class Store(Protocol):
         """Atomic, durable accept. Raises ``IdempotencyMismatch``."""
 
     async def message_status(self, message_id: str) -> MessageStatus | None: ...
+    async def load_canonical(self, message_id: str) -> Sealed | None:
+        """The message's sealed canonical copy (sealed under the message id), or ``None``."""
+
     async def append_audit(self, events: Sequence[AuditEvent]) -> None: ...
     def audit_records(self) -> AsyncIterator[AuditRecord]: ...
 
@@ -228,6 +234,25 @@ class Queue(Protocol):
     async def dead_letters(self, recipient: str | None, limit: int) -> list[DeadLetter]: ...
     async def replay(self, delivery_id: str, reason: str, actor: str) -> bool: ...
     async def discard(self, delivery_id: str, reason: str, actor: str) -> bool: ...
+    async def dead_letter(self, delivery_id: str) -> DeadLetter | None:
+        """The delivery if it is a dead letter now, else ``None``."""
+
+    async def requeue_with_payload(
+        self,
+        delivery_id: str,
+        payload: Sealed,
+        media_type: str,
+        audit: Sequence[AuditEvent],
+        consent_records: Sequence[str] = (),
+    ) -> bool:
+        """Replay from the original: in one transaction, replace a dead delivery's payload
+        (already sealed under the delivery id), media type and the consent records its
+        release relies on, return it to ``ready`` with its attempts reset (same delivery id
+        and message id: recipients de-duplicate by message id), and append ``audit``.
+
+        Only for a delivery in state ``dead``: for any other (or unknown) id nothing is
+        written, the audit events included, and the answer is ``False``."""
+
     async def ready_recipients(self) -> list[str]:
         """Recipients with deliveries due now (for worker wake-up after restarts)."""
 

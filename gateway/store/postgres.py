@@ -404,6 +404,42 @@ class PostgresBackend(PostgresConsentAndReviewOps):
             delivery_id, DeliveryState.DISCARDED, "delivery.discarded", reason, actor
         )
 
+    async def dead_letter(self, delivery_id: str) -> DeadLetter | None:
+        row = await self.pool.fetchrow(
+            "SELECT id, message_id, recipient, attempts, last_error, updated_at FROM deliveries"
+            " WHERE id=$1 AND state='dead'",
+            delivery_id,
+        )
+        return DeadLetter(*row) if row is not None else None
+
+    async def requeue_with_payload(
+        self,
+        delivery_id: str,
+        payload: Sealed,
+        media_type: str,
+        audit: Sequence[AuditEvent],
+        consent_records: Sequence[str] = (),
+    ) -> bool:
+        """See ``Queue.requeue_with_payload``. Also returns the delivery to the RabbitMQ
+        backend's outbox (``published = FALSE``), whichever backend object runs it."""
+        async with self._tx() as conn:
+            now = wall_clock()
+            status = await conn.execute(
+                "UPDATE deliveries SET state='ready', attempts=0, next_attempt_at=$1, updated_at=$1,"
+                " media_type=$2, key_id=$3, payload=$4, consent_records=$5, published=FALSE,"
+                " lease_token=NULL, lease_until=NULL WHERE id=$6 AND state='dead'",
+                now,
+                media_type,
+                payload.key_id,
+                payload.blob,
+                list(consent_records) if consent_records else None,
+                delivery_id,
+            )
+            if status.split()[-1] != "1":
+                return False
+            await append_audit(conn, audit, now)
+        return True
+
     async def ready_recipients(self) -> list[str]:
         rows = await self.pool.fetch(
             "SELECT DISTINCT recipient FROM deliveries WHERE state IN ('ready','leased') ORDER BY recipient"

@@ -490,6 +490,22 @@ class RabbitQueueBackend(PostgresBackend):
             await self._republish(delivery_id)
         return replayed
 
+    async def requeue_with_payload(
+        self,
+        delivery_id: str,
+        payload: Sealed,
+        media_type: str,
+        audit: Sequence[AuditEvent],
+        consent_records: Sequence[str] = (),
+    ) -> bool:
+        """Replay from the original (same ids, new payload), republished to the broker."""
+        requeued = await super().requeue_with_payload(
+            delivery_id, payload, media_type, audit, consent_records
+        )
+        if requeued:
+            await self._republish(delivery_id)
+        return requeued
+
     async def resolve_review(self, delivery_id: str, approve: bool, reason: str, actor: str) -> bool:
         resolved = await super().resolve_review(delivery_id, approve, reason, actor)
         if resolved and approve:

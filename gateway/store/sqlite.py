@@ -469,6 +469,48 @@ class SqliteBackend(ConsentAndReviewOps):
             delivery_id, DeliveryState.DISCARDED, "delivery.discarded", reason, actor
         )
 
+    async def dead_letter(self, delivery_id: str) -> DeadLetter | None:
+        rows = await self._read(
+            "SELECT id, message_id, recipient, attempts, last_error, updated_at FROM deliveries"
+            " WHERE id=? AND state='dead'",
+            (delivery_id,),
+        )
+        return DeadLetter(*rows[0]) if rows else None
+
+    async def requeue_with_payload(
+        self,
+        delivery_id: str,
+        payload: Sealed,
+        media_type: str,
+        audit: Sequence[AuditEvent],
+        consent_records: Sequence[str] = (),
+    ) -> bool:
+        """See ``Queue.requeue_with_payload``: only a dead letter, payload and state in one
+        transaction with the audit events."""
+
+        def op(conn: sqlite3.Connection) -> bool:
+            now = wall_clock()
+            cur = conn.execute(
+                "UPDATE deliveries SET state='ready', attempts=0, next_attempt_at=?, updated_at=?,"
+                " media_type=?, key_id=?, payload=?, consent_records=?, lease_token=NULL, lease_until=NULL"
+                " WHERE id=? AND state='dead'",
+                (
+                    now,
+                    now,
+                    media_type,
+                    payload.key_id,
+                    payload.blob,
+                    json.dumps(list(consent_records)) if consent_records else None,
+                    delivery_id,
+                ),
+            )
+            if cur.rowcount != 1:
+                return False
+            append_audit(conn, audit, now)
+            return True
+
+        return await self._writer.run(op)
+
     async def ready_recipients(self) -> list[str]:
         rows = await self._read("SELECT DISTINCT recipient FROM deliveries WHERE state IN ('ready','leased')")
         return [r[0] for r in rows]

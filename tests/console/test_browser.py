@@ -211,7 +211,7 @@ class TestOperator:
         first = page.locator("table.dead tbody tr").first
         delivery_id = await first.get_attribute("data-delivery")
         await first.get_by_label("Reason").fill("endpoint restored (INC-7)")
-        await first.get_by_role("button", name="Replay").click()
+        await first.get_by_role("button", name="Replay", exact=True).click()
         await page.wait_for_selector(".notice")
         assert "replayed" in await page.locator(".notice").inner_text()
         await shot(page, "ops-dead-letters-after-replay")

@@ -153,6 +153,73 @@ class TestOperatorQueues:
         assert discarded.actor == "console:demo-operator"
         assert discarded.data["reason"] == "duplicate"
 
+    async def test_replay_from_the_original_needs_a_reason_and_shows_only_the_outcome(
+        self, gw: RunningGateway, operator: ConsoleClient, receiver: RecordingReceiver
+    ) -> None:
+        receiver.set_behaviour(CSC, status=400)  # permanent: dead at once
+        await send(gw, valid_nhs_numbers(1)[0])
+
+        async def dead() -> bool:
+            return await dead_count(gw, CSC) == 1
+
+        await eventually(dead, timeout=10)
+        [letter] = await gw.services.backend.dead_letters(CSC, 10)
+        status, page, _ = await operator.get("/console/ops/dead-letters")
+        assert status == 200
+        assert f'formaction="/console/ops/dead-letters/{letter.delivery_id}/replay-original"' in page
+        assert "Replay from the original" in page
+        # Without a reason nothing happens
+        path = f"/console/ops/dead-letters/{letter.delivery_id}/replay-original"
+        await operator.post(path, {"reason": " "})
+        assert await dead_count(gw, CSC) == 1
+        _, page, _ = await operator.get("/console/ops/dead-letters")
+        assert "Not done: give a reason to replay" in page
+        # With one (and the partner recovered) it is decided again, queued and delivered
+        receiver.set_behaviour(CSC, status=200)
+        await operator.post(path, {"reason": "format changed (CHG-7)"})
+        await receiver.wait_for(lambda: len(receiver.for_partner(CSC)) == 1, timeout=10)
+        [replayed] = await audit(gw, "delivery.replayed_from_original")
+        assert (replayed.actor, replayed.data["reason"]) == (
+            "console:demo-operator",
+            "format changed (CHG-7)",
+        )
+        _, page, _ = await operator.get("/console/ops/dead-letters")
+        notice = re.search(r'<p class="notice" role="status">(.*?)</p>', page, re.S)
+        assert notice is not None
+        assert notice.group(1).startswith(
+            f"{letter.delivery_id} replayed from the original: decided again (permit"
+        )
+
+    async def test_replay_from_the_original_says_why_nothing_was_queued(
+        self, gw: RunningGateway, operator: ConsoleClient, receiver: RecordingReceiver
+    ) -> None:
+        receiver.set_behaviour(CSC, status=400)  # permanent: dead at once
+        await send(gw, valid_nhs_numbers(1)[0])
+
+        async def dead() -> bool:
+            return await dead_count(gw, CSC) == 1
+
+        await eventually(dead, timeout=10)
+        [letter] = await gw.services.backend.dead_letters(CSC, 10)
+        # Every agreement has expired since (the policy reloaded by the IG lead's API)
+        agreements = gw.config_dir / "agreements.yaml"
+        agreements.write_text(
+            re.sub(r'valid_until: "[0-9-]+"', 'valid_until: "2026-01-01"', agreements.read_text())
+            .replace('valid_from: "2025-11-07"', 'valid_from: "2025-01-01"')
+            .replace('valid_from: "2025-09-01"', 'valid_from: "2025-01-01"')
+        )
+        reload_headers = {"Authorization": "Bearer test-ig-lead-token"}
+        async with gw.http.post(gw.url("/v1/admin/policy/reload"), headers=reload_headers) as r:
+            assert r.status == 200, await r.text()
+        await operator.get("/console/ops/dead-letters")
+        await operator.post(
+            f"/console/ops/dead-letters/{letter.delivery_id}/replay-original", {"reason": "format changed"}
+        )
+        _, page, _ = await operator.get("/console/ops/dead-letters")
+        assert f"{letter.delivery_id} not queued: the current decision is deny (" in page
+        assert await dead_count(gw, CSC) == 1
+        assert await audit(gw, "delivery.replayed_from_original") == []
+
     async def test_empty_lists_say_so(self, gw: RunningGateway, operator: ConsoleClient) -> None:
         for path, text in (
             ("/console/ops/dead-letters", "No dead letters"),

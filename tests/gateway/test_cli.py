@@ -25,6 +25,7 @@ COMMANDS = [
     ["dead-letters"],
     ["dead-letters", "list"],
     ["dead-letters", "replay"],
+    ["dead-letters", "replay-original"],
     ["dead-letters", "discard"],
     ["keys"],
     ["keys", "generate"],

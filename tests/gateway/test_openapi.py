@@ -595,6 +595,17 @@ class TestOperationsApi:
         assert replayed == {"delivery_id": letter, "state": "ready"}
         await eventually(dead_lettered, 10)  # the partner still refuses it
         assert [d["delivery_id"] for d in letters] == [letter]
+        original = "/v1/ops/dead-letters/{delivery_id}/replay-original"
+        original_path = f"/v1/ops/dead-letters/{letter}/replay-original"
+        assert _errors(_request_schema("post", original, "application/json"), reason) == ""
+        await api.call("POST", original, 422, path=original_path, headers=OPERATOR, json_body={})
+        await api.call("POST", original, 403, path=original_path, headers=IG, json_body=reason)
+        rebuilt = await api.call(
+            "POST", original, 200, path=original_path, headers=OPERATOR, json_body=reason
+        )
+        assert (rebuilt["delivery_id"], rebuilt["queued"], rebuilt["effect"]) == (letter, True, "permit")
+        await eventually(dead_lettered, 10)  # rebuilt, but the partner still refuses it
+        assert [d["delivery_id"] for d in letters] == [letter]
         gone = await api.call(
             "POST",
             discard,
@@ -615,6 +626,7 @@ class TestOperationsApi:
         await api.call(
             "POST", discard, 403, path=f"/v1/ops/dead-letters/{letter}/discard", headers=IG, json_body=reason
         )
+        await api.call("POST", original, 404, path=original_path, headers=OPERATOR, json_body=reason)
 
 
 def _referral() -> bytes:

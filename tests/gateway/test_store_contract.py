@@ -276,6 +276,51 @@ class TestLeaseOrder:
         assert ("delivery.replayed", "partner fixed their endpoint") in kinds
         assert ("delivery.dead_lettered", None) in kinds
 
+    async def test_requeue_with_payload_replaces_a_dead_letter_s_payload_in_one_step(
+        self, backend: Backend, keyring: Keyring
+    ) -> None:
+        # Given a delivery that is not dead yet, then dead-lettered
+        await backend.accept(*records(keyring, 1))
+        rebuilt = keyring.seal(b"REBUILT", "dlv_0001")
+        event = AuditEvent(
+            "delivery.replayed_from_original", {"reason": "renderer fixed"}, "msg_0001", "csc", "op"
+        )
+        assert await backend.dead_letter("dlv_0001") is None
+        assert not await backend.requeue_with_payload("dlv_0001", rebuilt, "application/x-new", [event])
+        (lease,) = await backend.lease("csc", 1, 30)
+        await backend.fail(lease, "render-failed:RuntimeError", None, AuditEvent("delivery.attempt_failed"))
+        letter = await backend.dead_letter("dlv_0001")
+        assert letter is not None
+        assert (letter.message_id, letter.recipient, letter.attempts) == ("msg_0001", "csc", 1)
+        assert not await backend.requeue_with_payload("dlv_nope", rebuilt, "application/x-new", [event])
+        # When it is requeued with a new payload
+        assert await backend.requeue_with_payload(
+            "dlv_0001", rebuilt, "application/x-new", [event], consent_records=("con_9",)
+        )
+        # Then it is ready again with the same ids, the new payload, attempts reset, audited once
+        assert await backend.dead_letter("dlv_0001") is None
+        assert await backend.dead_letters(None, 10) == []
+        assert not await backend.requeue_with_payload("dlv_0001", rebuilt, "application/x-new", [event])
+
+        again: list[Lease] = []
+
+        async def got_it() -> bool:
+            nonlocal again
+            again = await backend.lease("csc", 1, 30)
+            return bool(again)
+
+        await eventually(got_it, 10)
+        (only,) = again
+        assert (only.delivery_id, only.message_id, only.attempt) == ("dlv_0001", "msg_0001", 1)
+        assert only.media_type == "application/x-new"
+        assert keyring.open(only.payload, "dlv_0001") == b"REBUILT"
+        kinds = await audit_kinds(backend)
+        assert kinds.count("delivery.replayed_from_original") == 1
+        # And the consent records it now relies on are the new ones: withdrawing one cancels it
+        assert await backend.record_consent(TestConsentAndReview.consent("con_9", "withdrawn"), ["csc"]) == [
+            "dlv_0001"
+        ]
+
     async def test_discard_needs_a_dead_letter_and_is_audited(
         self, backend: Backend, keyring: Keyring
     ) -> None:
