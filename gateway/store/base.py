@@ -178,6 +178,26 @@ class StoredConsent:
     evidence_ref: str | None
     recorded_by: str
 
+    def as_row(self) -> tuple[object, ...]:
+        """The values in ``CONSENT_COLUMNS`` order (every backend's ``consents`` table)."""
+        return (
+            self.record_id,
+            self.subject,
+            self.purpose,
+            self.scope,
+            self.state,
+            self.decided_by,
+            self.recorded_at,
+            self.expires_at,
+            self.evidence_ref,
+            self.recorded_by,
+        )
+
+
+CONSENT_COLUMNS = (
+    "id, subject, purpose, scope, state, decided_by, recorded_at, expires_at, evidence_ref, recorded_by"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:

@@ -16,12 +16,9 @@ import json
 from collections.abc import Sequence
 
 from gateway.store import audit_events
-from gateway.store.base import HeldDelivery, StoredConsent
+from gateway.store.base import CONSENT_COLUMNS, HeldDelivery, StoredConsent
 from gateway.store.postgres_common import PostgresConnections, append_audit, wall_clock
 
-_CONSENT_COLUMNS = (
-    "id, subject, purpose, scope, state, decided_by, recorded_at, expires_at, evidence_ref, recorded_by"
-)
 _OPEN = ["ready", "leased", "held"]
 
 
@@ -35,17 +32,8 @@ class PostgresConsentAndReviewOps(PostgresConnections):
         async with self._tx() as conn:
             now = wall_clock()
             await conn.execute(
-                f"INSERT INTO consents ({_CONSENT_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",  # noqa: S608 - fixed column list
-                record.record_id,
-                record.subject,
-                record.purpose,
-                record.scope,
-                record.state,
-                record.decided_by,
-                record.recorded_at,
-                record.expires_at,
-                record.evidence_ref,
-                record.recorded_by,
+                f"INSERT INTO consents ({CONSENT_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",  # noqa: S608 - fixed column list
+                *record.as_row(),
             )
             events = [audit_events.consent_recorded(record)]
             cancelled: list[tuple[str, str, str]] = []
@@ -78,17 +66,17 @@ class PostgresConsentAndReviewOps(PostgresConnections):
 
     async def consents_for(self, subject: str) -> list[StoredConsent]:
         rows = await self.pool.fetch(
-            f"SELECT {_CONSENT_COLUMNS} FROM consents WHERE subject=$1 ORDER BY recorded_at, id",  # noqa: S608
+            f"SELECT {CONSENT_COLUMNS} FROM consents WHERE subject=$1 ORDER BY recorded_at, id",  # noqa: S608
             subject,
         )
         return [StoredConsent(*r) for r in rows]
 
     async def consent(self, record_id: str) -> StoredConsent | None:
-        row = await self.pool.fetchrow(f"SELECT {_CONSENT_COLUMNS} FROM consents WHERE id=$1", record_id)  # noqa: S608
+        row = await self.pool.fetchrow(f"SELECT {CONSENT_COLUMNS} FROM consents WHERE id=$1", record_id)  # noqa: S608
         return StoredConsent(*row) if row is not None else None
 
     async def all_consents(self) -> list[StoredConsent]:
-        rows = await self.pool.fetch(f"SELECT {_CONSENT_COLUMNS} FROM consents")  # noqa: S608
+        rows = await self.pool.fetch(f"SELECT {CONSENT_COLUMNS} FROM consents")  # noqa: S608
         return [StoredConsent(*r) for r in rows]
 
     # -- review queue --------------------------------------------------------------------

@@ -15,12 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.store import audit_events
-from gateway.store.base import HeldDelivery, StoredConsent
+from gateway.store.base import CONSENT_COLUMNS, HeldDelivery, StoredConsent
 from gateway.store.sqlite_common import SqliteConnections, append_audit, wall_clock
-
-_CONSENT_COLUMNS = (
-    "id, subject, purpose, scope, state, decided_by, recorded_at, expires_at, evidence_ref, recorded_by"
-)
 
 
 class ConsentAndReviewOps(SqliteConnections):
@@ -34,19 +30,8 @@ class ConsentAndReviewOps(SqliteConnections):
         def op(conn: sqlite3.Connection) -> list[str]:
             now = wall_clock()
             conn.execute(
-                f"INSERT INTO consents ({_CONSENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",  # noqa: S608
-                (
-                    record.record_id,
-                    record.subject,
-                    record.purpose,
-                    record.scope,
-                    record.state,
-                    record.decided_by,
-                    record.recorded_at,
-                    record.expires_at,
-                    record.evidence_ref,
-                    record.recorded_by,
-                ),
+                f"INSERT INTO consents ({CONSENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",  # noqa: S608
+                record.as_row(),
             )
             events = [audit_events.consent_recorded(record)]
             cancelled: list[tuple[str, str, str]] = []
@@ -77,18 +62,18 @@ class ConsentAndReviewOps(SqliteConnections):
 
     async def consents_for(self, subject: str) -> list[StoredConsent]:
         rows = await self._read(
-            f"SELECT {_CONSENT_COLUMNS} FROM consents WHERE subject=?"  # noqa: S608
+            f"SELECT {CONSENT_COLUMNS} FROM consents WHERE subject=?"  # noqa: S608
             " ORDER BY recorded_at",
             (subject,),
         )
         return [StoredConsent(*r) for r in rows]
 
     async def consent(self, record_id: str) -> StoredConsent | None:
-        rows = await self._read(f"SELECT {_CONSENT_COLUMNS} FROM consents WHERE id=?", (record_id,))  # noqa: S608
+        rows = await self._read(f"SELECT {CONSENT_COLUMNS} FROM consents WHERE id=?", (record_id,))  # noqa: S608
         return StoredConsent(*rows[0]) if rows else None
 
     async def all_consents(self) -> list[StoredConsent]:
-        rows = await self._read(f"SELECT {_CONSENT_COLUMNS} FROM consents")  # noqa: S608
+        rows = await self._read(f"SELECT {CONSENT_COLUMNS} FROM consents")  # noqa: S608
         return [StoredConsent(*r) for r in rows]
 
     # -- review queue --------------------------------------------------------------------
