@@ -184,11 +184,13 @@ class TestPartnerDownThenUp:
         assert letter["delivery_id"] in out
         assert "last_error=http-502" in out
 
+        # The partner is fixed first, then the operator replays (the other order races the
+        # running gateway's next poll against the CLI process's exit)
+        receiver.set_behaviour(CSC, status=200)
         code, out = await gateway_cli(
             "dead-letters", "replay", letter["delivery_id"], "--config", config, "--reason", "cli replay test"
         )
         assert (code, f"{letter['delivery_id']}: queued again") == (0, out.strip())
-        receiver.set_behaviour(CSC, status=200)
 
         # The running gateway picks it up on its next poll
         await receiver.wait_for(lambda: message_id in receiver.unique(CSC), timeout=10)
