@@ -8,8 +8,9 @@ Errors name where and which rule, never the value (``canonical.errors``).
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
+
+import orjson
 
 from canonical import DataDictionary, InvalidInput, Message, Violation
 from canonical.validate import canonical_violations, fast_check, schema_validator, schema_violations
@@ -26,7 +27,7 @@ def load_json(body: bytes, adapter: str) -> Any:
         raise InvalidInput(
             [Violation("/", "utf-8", "the body must be UTF-8 encoded JSON")], adapter=adapter
         ) from None
-    if _nesting(text) > MAX_JSON_DEPTH:
+    if _nesting(body) > MAX_JSON_DEPTH:
         raise InvalidInput(
             [Violation("/", "max-depth", f"nested deeper than {MAX_JSON_DEPTH} levels")], adapter=adapter
         )
@@ -48,7 +49,8 @@ def load_json(body: bytes, adapter: str) -> Any:
         ) from None
 
 
-_BRACKETS = re.compile(r"[\[\]{}]")
+_OPENING = frozenset(b"[{")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 class _NonFinite(ValueError):
@@ -60,12 +62,12 @@ def _refuse_constant(name: str) -> Any:
     raise _NonFinite(name)
 
 
-def _nesting(text: str) -> int:
+def _nesting(body: bytes) -> int:
     """Upper bound of bracket nesting (brackets inside strings count too: a bound, cheap —
-    only the brackets are visited, not every character)."""
+    everything but the brackets is dropped in C first, so only they are visited)."""
     depth = deepest = 0
-    for match in _BRACKETS.finditer(text):
-        if match.group() in "[{":
+    for byte in body.translate(None, _NOT_BRACKETS):
+        if byte in _OPENING:
             depth += 1
             deepest = max(deepest, depth)
         else:
@@ -98,5 +100,9 @@ def to_message(document: dict[str, Any], dictionary: DataDictionary, adapter: st
 
 
 def dumps(document: Any) -> bytes:
-    """Compact UTF-8 JSON, the way every JSON renderer writes."""
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact UTF-8 JSON, the way every JSON renderer writes (``orjson``: about ten times
+    faster than ``json`` on the accept path, where every recipient's copy is rendered).
+
+    Raises ``TypeError`` for what is not JSON (e.g. a string with a lone surrogate); the
+    caller turns that into a render failure, never a partial payload."""
+    return orjson.dumps(document)

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
+import psutil
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,6 +153,17 @@ class Child:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
         return float("nan")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the process, its threads and its live
+        child processes (a separate delivery process counts)."""
+        me = psutil.Process(self.proc.pid)
+        total = 0.0
+        for p in (me, *me.children(recursive=True)):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = p.cpu_times()
+                total += times.user + times.system
+        return total
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -408,9 +420,11 @@ async def measure_run(
         urls = [f"http://127.0.0.1:{gw.port}/v1/messages" for gw in gateways]
         warm = await drive(urls, bodies, 1.0, 4)
         await wait_for_deliveries(rx_base, 2 * warm.accepted, 60)
+        cpu_before = sum(gw.cpu_seconds() for gw in gateways)
         load = await drive(urls, bodies, args.seconds, args.concurrency)
         log(f"  accepted {load.accepted} ({load.rate:.0f}/s), waiting for delivery")
         arrivals = await wait_for_deliveries(rx_base, 2 * (warm.accepted + load.accepted), 300)
+        gateway_cpu = sum(gw.cpu_seconds() for gw in gateways) - cpu_before
         gateway_rss = [gw.peak_rss_mb() for gw in gateways]
         receiver_rss = receiver.peak_rss_mb()
 
@@ -439,6 +453,7 @@ async def measure_run(
         "latency_p50_ms": round(1000 * percentile(latencies, 0.50), 1),
         "latency_p99_ms": round(1000 * percentile(latencies, 0.99), 1),
         "gateway_peak_rss_mb": [round(r, 1) for r in gateway_rss],
+        "gateway_cpu_ms_per_message": round(1000 * gateway_cpu / max(1, load.accepted), 3),
         "receiver_peak_rss_mb": round(receiver_rss, 1),
         "ratio_to_bare": round(e2e_rate / max(1e-9, bare_rate), 3),
         "lost": load.accepted - len(complete),
@@ -446,7 +461,16 @@ async def measure_run(
 
 
 def report(figures: dict[str, Any]) -> None:
-    header = ("run", "accepted/delivered", "ingest/s", "e2e msg/s", "p50/p99 ms", "RSS MB", "of bare")
+    header = (
+        "run",
+        "accepted/delivered",
+        "ingest/s",
+        "e2e msg/s",
+        "p50/p99 ms",
+        "CPU ms/msg",
+        "RSS MB",
+        "of bare",
+    )
     rows = [header]
     for label, f in figures["runs"].items():
         rows.append(
@@ -456,6 +480,7 @@ def report(figures: dict[str, Any]) -> None:
                 f"{f['ingest_per_second']:.0f}",
                 f"{f['e2e_messages_per_second']:.0f}",
                 f"{f['latency_p50_ms']}/{f['latency_p99_ms']}",
+                f"{f['gateway_cpu_ms_per_message']:.2f}",
                 "+".join(f"{r:.0f}" for r in f["gateway_peak_rss_mb"]),
                 f"{100 * f['ratio_to_bare']:.1f} %",
             )

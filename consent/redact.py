@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from canonical import Message, Person
+from canonical import Item, Message, Person
 from canonical.model import IDENTITY_ADDRESS, IDENTITY_CONTACT, IDENTITY_CORE
 from consent.decision import Decision, Effect
 
@@ -33,7 +33,7 @@ def redact(message: Message, decision: Decision) -> Message:
     )
     kept_roles = {p.ref: p.role for p in people}
     items = tuple(
-        replace(i, about=tuple(r for r in i.about if r in kept_roles))
+        _about_only(i, kept_roles)
         for i in message.items
         if i.category in released
         and (
@@ -46,13 +46,19 @@ def redact(message: Message, decision: Decision) -> Message:
     return Message(envelope=replace(message.envelope, recipients=()), people=people, items=items)
 
 
+def _about_only(item: Item, kept_roles: dict[str, str]) -> Item:
+    """``item`` naming only the people that are kept (the same object when it names no other)."""
+    about = tuple(r for r in item.about if r in kept_roles)
+    return item if about == item.about else replace(item, about=about)
+
+
 def _redact_person(person: Person, released: frozenset[str], confidential_ok: bool) -> Person:
     show_address = IDENTITY_ADDRESS in released and (confidential_ok or not person.has_confidential_address)
-    # Without identity.core only the local ref and role remain, so items can still say whom
-    # they are about.
-    kept = person if IDENTITY_CORE in released else Person(ref=person.ref, role=person.role)
-    return replace(
-        kept,
-        addresses=person.addresses if show_address else (),
-        contacts=person.contacts if IDENTITY_CONTACT in released else (),
-    )
+    addresses = person.addresses if show_address else ()
+    contacts = person.contacts if IDENTITY_CONTACT in released else ()
+    if IDENTITY_CORE not in released:
+        # Only the local ref and role remain, so items can still say whom they are about.
+        return Person(ref=person.ref, role=person.role, addresses=addresses, contacts=contacts)
+    if addresses is person.addresses and contacts is person.contacts:
+        return person  # nothing of this person is withheld
+    return replace(person, addresses=addresses, contacts=contacts)

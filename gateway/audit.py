@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 GENESIS = "0" * 64
 
 
@@ -44,6 +46,17 @@ class AuditRecord:
     data: Mapping[str, Any]
     prev_hash: str
     hash: str
+    data_json: str | None = field(default=None, compare=False, repr=False)
+    """The data exactly as stored (the text the hash covers); ``None`` when not loaded."""
+
+    @classmethod
+    def from_row(cls, row: Iterable[Any]) -> AuditRecord:
+        """A stored row: ``seq, at, kind, message_id, partner, actor, data (text), prev_hash,
+        hash`` (the column order of both stores' ``audit`` tables)."""
+        seq, at, kind, message_id, partner, actor, data_json, prev_hash, digest = row
+        return cls(
+            seq, at, kind, message_id, partner, actor, json.loads(data_json), prev_hash, digest, data_json
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -60,7 +73,13 @@ class AuditRecord:
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON with sorted keys: the text an audit record's hash covers.
+
+    ``verify_chain`` hashes the stored text itself, so this only has to be deterministic for
+    new records; it matches ``json.dumps(sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)`` except in how some floats are spelt (``orjson``: several times faster,
+    and every accepted message writes five records)."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def chain_hash(prev_hash: str, seq: int, at: str, event: AuditEvent | AuditRecord, data_json: str) -> str:
@@ -98,7 +117,8 @@ def verify_chain(records: Iterable[AuditRecord], expect_head: str | None = None)
             problems.append(f"seq {rec.seq}: expected seq {expected_seq} (a record was removed or reordered)")
         if rec.prev_hash != prev:
             problems.append(f"seq {rec.seq}: prev_hash does not match the previous record's hash")
-        recomputed = chain_hash(rec.prev_hash, rec.seq, rec.at, rec, canonical_json(rec.data))
+        data_json = rec.data_json if rec.data_json is not None else canonical_json(rec.data)
+        recomputed = chain_hash(rec.prev_hash, rec.seq, rec.at, rec, data_json)
         if recomputed != rec.hash:
             problems.append(f"seq {rec.seq}: hash does not match the record's content (edited)")
         prev = rec.hash

@@ -20,6 +20,7 @@ import structlog
 from adapters import AdapterRegistry
 from adapters.base import Adapter, BatchAdapter
 from adapters.identifiers import upn_warnings
+from adapters.inputs import dumps
 from canonical import Message, Violation
 from consent import (
     ConsentView,
@@ -455,4 +456,4 @@ def _body_sha256(content_type: str, body: bytes) -> str:
 
 
 def _canonical_bytes(message: Message) -> bytes:
-    return json.dumps(message.as_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+    return dumps(message.as_dict())

@@ -31,7 +31,6 @@ How the contracts hold with several writers:
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
@@ -246,7 +245,7 @@ class PostgresBackend(PostgresConsentAndReviewOps):
             if not rows:
                 return
             for r in rows:
-                yield AuditRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8])
+                yield AuditRecord.from_row(r)
             after = rows[-1][0]
 
     # -- Queue -------------------------------------------------------------------------
@@ -523,7 +522,7 @@ class PostgresBackend(PostgresConsentAndReviewOps):
             " WHERE message_id=$1 ORDER BY seq",
             message_id,
         )
-        return [AuditRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8]) for r in rows]
+        return [AuditRecord.from_row(r) for r in rows]
 
     async def recent_audit(self, kinds: Sequence[str], limit: int) -> list[AuditRecord]:
         rows = await self.pool.fetch(
@@ -532,7 +531,7 @@ class PostgresBackend(PostgresConsentAndReviewOps):
             list(kinds),
             limit,
         )
-        return [AuditRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8]) for r in rows]
+        return [AuditRecord.from_row(r) for r in rows]
 
     async def messages_about(self, subject: str, limit: int) -> list[str]:
         rows = await self.pool.fetch(

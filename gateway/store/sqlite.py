@@ -280,7 +280,7 @@ class SqliteBackend(ConsentAndReviewOps):
             if not rows:
                 return
             for r in rows:
-                yield AuditRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8])
+                yield AuditRecord.from_row(r)
             after = rows[-1][0]
 
     # -- Queue -------------------------------------------------------------------------
@@ -587,7 +587,7 @@ class SqliteBackend(ConsentAndReviewOps):
             " WHERE message_id=? ORDER BY seq",
             (message_id,),
         )
-        return [AuditRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8]) for r in rows]
+        return [AuditRecord.from_row(r) for r in rows]
 
     async def recent_audit(self, kinds: Sequence[str], limit: int) -> list[AuditRecord]:
         if not kinds:
@@ -596,7 +596,7 @@ class SqliteBackend(ConsentAndReviewOps):
         columns = "seq, at, kind, message_id, partner, actor, data, prev_hash, hash"
         sql = f"SELECT {columns} FROM audit WHERE kind IN ({marks}) ORDER BY seq DESC LIMIT ?"  # noqa: S608
         rows = await self._read(sql, [*kinds, limit])
-        return [AuditRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8]) for r in rows]
+        return [AuditRecord.from_row(r) for r in rows]
 
     async def messages_about(self, subject: str, limit: int) -> list[str]:
         # subjects is a JSON list of hex pseudonyms; json_each matches whole elements only.
