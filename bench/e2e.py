@@ -125,8 +125,58 @@ def receiver_app() -> web.Application:
     return app
 
 
-def run_role(role: str) -> None:
-    app = bare_app() if role == "bare" else receiver_app()
+def relay_app(receiver_base: str) -> web.Application:
+    """The ceiling of this design: a "gateway" that does nothing but answer 202 and POST the
+    body on to each recipient (no parsing, no decision, no store, no signature), on one
+    event loop with aiohttp's server and client, as the gateway is."""
+    outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+
+    async def accept(request: web.Request) -> web.Response:
+        data = await request.read()
+        message_id = os.urandom(12).hex()
+        outbox.put_nowait((message_id, data))
+        return web.json_response({"message_id": message_id, "status_url": "/"}, status=202)
+
+    async def forward(app: web.Application) -> Any:
+        queues: dict[str, asyncio.Queue[tuple[str, bytes]]] = {r: asyncio.Queue() for r in RECIPIENTS}
+
+        async def fan_out() -> None:
+            while True:
+                item = await outbox.get()
+                for q in queues.values():
+                    q.put_nowait(item)
+
+        async def post(session: aiohttp.ClientSession, recipient: str) -> None:
+            while True:
+                message_id, data = await queues[recipient].get()
+                headers = {"webhook-id": message_id, "content-type": "application/json"}
+                async with session.post(f"{receiver_base}/{recipient}", data=data, headers=headers) as r:
+                    await r.release()
+
+        sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) for _ in RECIPIENTS]
+        tasks = [asyncio.create_task(fan_out())] + [
+            asyncio.create_task(post(session, r))
+            for session, r in zip(sessions, RECIPIENTS, strict=True)
+            for _ in range(32)
+        ]
+        yield
+        for task in tasks:
+            task.cancel()
+        for session in sessions:
+            await session.close()
+
+    app = web.Application()
+    app.router.add_post("/v1/messages", accept)
+    app.cleanup_ctx.append(forward)
+    return app
+
+
+def run_role(role: str, relay_to: str | None) -> None:
+    if role == "relay":
+        assert relay_to is not None
+        app = relay_app(relay_to)
+    else:
+        app = bare_app() if role == "bare" else receiver_app()
     _run(_serve_forever(app))
 
 
@@ -316,6 +366,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         url = f"http://127.0.0.1:{bare.port}/v1/messages"
         await drive([url], bodies, 1.0, args.concurrency)  # warm-up
         bare_result = await drive([url], bodies, args.bare_seconds, args.concurrency)
+    relay_rate = await measure_relay(args, bodies)
 
     pg: PostgresServer | None = None
     rabbit: RabbitServer | None = None
@@ -356,11 +407,28 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "synchronous": args.synchronous,
         "recipients_per_message": len(RECIPIENTS),
         "bare_requests_per_second": round(bare_result.rate, 1),
+        "relay_messages_per_second": round(relay_rate, 1),
+        "relay_ratio_to_bare": round(relay_rate / max(1e-9, bare_result.rate), 3),
         "runs": figures,
         "scaling_ratio": scaling,
         "scaling_ratios": ratios,
         "lost": sum(f["lost"] for f in figures.values()),
     }
+
+
+async def measure_relay(args: argparse.Namespace, bodies: list[bytes]) -> float:
+    """Messages per second through the do-nothing relay (``relay_app``), delivered to both
+    recipients of a fresh receiver: what the HTTP work alone allows on this machine."""
+    py, me = sys.executable, str(HERE)
+    log(f"relay (HTTP only, no gateway logic): {args.bare_seconds:.0f} s at concurrency {args.concurrency}")
+    with running(spawn([py, me, "--role", "receiver"], "listening")) as receiver:
+        rx_base = f"http://127.0.0.1:{receiver.port}"
+        with running(spawn([py, me, "--role", "relay", "--relay-to", rx_base], "listening")) as relay:
+            url = f"http://127.0.0.1:{relay.port}/v1/messages"
+            load = await drive([url], bodies, args.bare_seconds, args.concurrency)
+            arrivals = await wait_for_deliveries(rx_base, len(RECIPIENTS) * load.accepted, 120)
+    last = max((at for _, _, at in arrivals), default=load.finished)
+    return len(arrivals) / len(RECIPIENTS) / max(1e-9, last - load.started)
 
 
 async def measure_run(
@@ -489,6 +557,10 @@ def report(figures: dict[str, Any]) -> None:
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     print(f"bare aiohttp 202 endpoint: {figures['bare_requests_per_second']:.0f} req/s")
+    print(
+        f"relay (HTTP only, no gateway logic): {figures['relay_messages_per_second']:.0f} msg/s "
+        f"= {100 * figures['relay_ratio_to_bare']:.1f} % of bare"
+    )
     for backend, ratio in figures["scaling_ratios"].items():
         print(f"scaling ratio on {backend} (2 instances / 1): {ratio:.2f}")
 
@@ -497,7 +569,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--role", choices=["bare", "receiver"], help=argparse.SUPPRESS)
+    parser.add_argument("--role", choices=["bare", "receiver", "relay"], help=argparse.SUPPRESS)
+    parser.add_argument("--relay-to", help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=20.0, help="load duration per run")
     parser.add_argument("--bare-seconds", type=float, default=5.0, help="load duration, bare endpoint")
     parser.add_argument("--concurrency", type=int, default=64, help="concurrent HTTP clients")
@@ -521,7 +594,7 @@ def main() -> int:
     parser.add_argument("--pool-size", type=int, default=10, help="PostgreSQL connections per instance")
     args = parser.parse_args()
     if args.role:
-        run_role(args.role)
+        run_role(args.role, args.relay_to)
         return 0
     if args.instances > 1 and args.backend == "sqlite":
         parser.error(
