@@ -25,6 +25,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from gateway.entropy import random_bytes
 from gateway.errors import ConfigError
 
 NONCE_BYTES = 12
@@ -62,7 +63,7 @@ class Keyring:
         return sorted(self._aead)
 
     def seal(self, plaintext: bytes, aad: str) -> Sealed:
-        nonce = os.urandom(NONCE_BYTES)
+        nonce = random_bytes(NONCE_BYTES)  # 96 random bits per record, never reused
         return Sealed(self.active, nonce + self._aead[self.active].encrypt(nonce, plaintext, aad.encode()))
 
     def open(self, sealed: Sealed, aad: str) -> bytes:

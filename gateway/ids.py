@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 from ulid import ULID
 
+from gateway.entropy import random_bytes
+
 
 def new_id(prefix: str) -> str:
     """``prefix_`` + a ULID: sorts by creation time (to the millisecond), unique without
-    coordination (80 random bits from ``os.urandom``).
+    coordination (80 random bits from the OS CSPRNG, ``gateway.entropy``).
 
     Built from the timestamp and random bytes directly: ``ULID()``'s monotonic generator
     costs twice as much, and nothing here relies on order within one millisecond.
     """
     millis = time.time_ns() // 1_000_000
-    return f"{prefix}_{ULID.from_bytes(millis.to_bytes(6, 'big') + os.urandom(10))}"
+    return f"{prefix}_{ULID.from_bytes(millis.to_bytes(6, 'big') + random_bytes(10))}"
