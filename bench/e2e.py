@@ -405,6 +405,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "seconds": args.seconds,
         "concurrency": args.concurrency,
         "synchronous": args.synchronous,
+        "delivery_process": args.delivery_process,
         "recipients_per_message": len(RECIPIENTS),
         "bare_requests_per_second": round(bare_result.rate, 1),
         "relay_messages_per_second": round(relay_rate, 1),
@@ -480,6 +481,7 @@ async def measure_run(
                     "concurrency": args.delivery_concurrency,
                     "batch_size": args.batch_size,
                     "poll_interval_seconds": 1.0,
+                    "process": args.delivery_process,
                 },
                 settings_extra=settings,
             )
@@ -590,6 +592,12 @@ def main() -> int:
         default=1,
         choices=[1, 2],
         help="2: also run two gateway processes on each scale-out backend (scaling ratio)",
+    )
+    parser.add_argument(
+        "--delivery-process",
+        default="inline",
+        choices=["inline", "separate"],
+        help="delivery.process: the webhook workers on the gateway's event loop, or in their own process",
     )
     parser.add_argument("--pool-size", type=int, default=10, help="PostgreSQL connections per instance")
     args = parser.parse_args()

@@ -1,12 +1,16 @@
 """``create_app(deployment)``: build the aiohttp application and its services once.
 
 Resources (the store, delivery workers and their HTTP sessions) open and close in a
-``cleanup_ctx``; nothing is read from module globals or at import time.
+``cleanup_ctx``; nothing is read from module globals or at import time. With
+``delivery.process: separate`` the workers are not started here: a supervised
+``gateway deliver`` process runs them (``delivery_workers``), spawned only after the store
+is open and expired leases were released.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import structlog
@@ -25,7 +29,8 @@ from gateway.config import Deployment
 from gateway.consents import GatewayConsents
 from gateway.console import setup_console
 from gateway.crypto import Keyring, generate_keyring
-from gateway.delivery.dispatcher import Dispatcher
+from gateway.delivery.dispatcher import DeliveryWorkers, Dispatcher
+from gateway.delivery.supervisor import RemoteDispatcher, deliver_command
 from gateway.errors import ConfigError
 from gateway.folder_drop import serve_folder_drops
 from gateway.logging import request_id_middleware
@@ -71,12 +76,31 @@ def open_backend(deployment: Deployment) -> Backend:
     return SqliteBackend(s.db_path, synchronous=s.synchronous)
 
 
-def wake_on_arrival(store: Backend, dispatcher: Dispatcher) -> None:
+def wake_on_arrival(store: Backend, dispatcher: DeliveryWorkers) -> None:
     """On RabbitMQ, a message arriving for a partner wakes its worker (no poll wait)."""
     from gateway.store.rabbitmq import RabbitQueueBackend
 
     if isinstance(store, RabbitQueueBackend):
         store.broker.on_arrival = dispatcher.notify
+
+
+def delivery_workers(
+    deployment: Deployment, store: Backend, keyring: Keyring, metrics: Metrics
+) -> DeliveryWorkers:
+    """The workers on this event loop (``inline``) or in a delivery process (``separate``)."""
+    s = deployment.settings
+    if s.delivery_process != "separate":
+        dispatcher = Dispatcher(deployment.partners, store, keyring, metrics)
+        wake_on_arrival(store, dispatcher)
+        return dispatcher
+    # The child resolves the same files; a --data-dir override (flat paths) is passed on.
+    flat = s.db_path.parent == s.data_dir and s.keyring_path.parent == s.data_dir
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+    if level not in ("debug", "info", "warning", "error"):
+        level = "warning"
+    command = deliver_command(s.config_dir, level, ["--data-dir", str(s.data_dir)] if flat else [])
+    webhooks = [pid for pid, p in deployment.partners.items() if p.delivery.mode == "webhook"]
+    return RemoteDispatcher(webhooks, command, s.delivery_socket, metrics)
 
 
 def partner_adapters(deployment: Deployment, adapters: AdapterRegistry) -> dict[str, AdapterRegistry]:
@@ -116,10 +140,9 @@ def create_app(deployment: Deployment, *, backend: Backend | None = None) -> web
     compile_schemas()
     keyring = open_keyring(deployment)
     store = backend or open_backend(deployment)
-    metrics = Metrics()
+    metrics = Metrics(delivery_process=deployment.settings.delivery_process == "separate")
     policy = PolicyHolder(deployment.policy)
-    dispatcher = Dispatcher(deployment.partners, store, keyring, metrics)
-    wake_on_arrival(store, dispatcher)
+    dispatcher = delivery_workers(deployment, store, keyring, metrics)
     auth = Authenticator(
         {h: pid for pid, p in deployment.partners.items() for h in p.token_hashes},
         {o.token_hash: (o.id, o.role) for o in deployment.settings.operators},

@@ -1,6 +1,8 @@
 """The ``gateway`` command.
 
     gateway serve --config DIR [--host H] [--port P]
+    gateway deliver --config DIR         the delivery workers alone (spawned by serve when
+                                         delivery.process is separate)
     gateway audit verify --config DIR [--expect-head HASH] [--json]
     gateway dead-letters list|replay|replay-original|discard --config DIR ...
     gateway keys generate|rotate|rewrap ...
@@ -54,6 +56,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (overrides gateway.yaml)")
     serve.add_argument("--data-dir", type=Path, help="database and keyring folder (overrides gateway.yaml)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    deliver = sub.add_parser(
+        "deliver",
+        help="run only the delivery workers (serve spawns this when delivery.process is separate)",
+        description=(
+            "Run the webhook delivery workers of a deployment, without the HTTP API. "
+            "`gateway serve` spawns and supervises this command when gateway.yaml sets "
+            "delivery.process: separate; running it by hand is for diagnosis only. It reads "
+            "partner ids to wake, one per line, from standard input and exits when standard "
+            "input reaches end of file (its parent died) or on SIGTERM. Status: GET /metrics "
+            "and GET /circuits on the unix socket <data_dir>/delivery.sock (mode 0600)."
+        ),
+    )
+    _config_arg(deliver)
+    deliver.add_argument("--data-dir", type=Path, help="database and keyring folder (overrides gateway.yaml)")
+    deliver.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     demo = sub.add_parser("demo", help="run the gateway and a demo receiver for the example partners")
     _config_arg(demo)
@@ -126,10 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging(getattr(args, "log_level", "warning") if args.command == "serve" else "warning")
+    configure_logging(
+        getattr(args, "log_level", "warning") if args.command in ("serve", "deliver") else "warning"
+    )
     try:
         handler: Callable[[argparse.Namespace], int] = {
             "serve": _serve,
+            "deliver": _deliver,
             "demo": _demo,
             "demo-receiver": _demo_receiver,
             "audit": _audit,
@@ -174,6 +195,17 @@ def _serve(args: argparse.Namespace) -> int:
         deployment = with_data_dir(deployment, args.data_dir)
     serve(deployment)
     return 0
+
+
+def _deliver(args: argparse.Namespace) -> int:
+    from gateway.delivery.process import deliver
+
+    deployment = load_deployment(args.config)
+    if args.data_dir:
+        from gateway.config import with_data_dir
+
+        deployment = with_data_dir(deployment, args.data_dir)
+    return deliver(deployment)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -163,6 +163,10 @@ class Settings:
     create_keyring: bool = False
     max_body_bytes: int = 256 * 1024
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    delivery_process: str = "inline"
+    """``inline``: the delivery workers run on the server's event loop (the default).
+    ``separate``: ``serve`` runs them in a ``gateway deliver`` child process it supervises,
+    so ingest and delivery use two cores (docs/operations.md)."""
     operators: tuple[Operator, ...] = ()
     policy_watch_seconds: float = 2.0
     """Reload the policy when its files change (0 turns the watch off)."""
@@ -179,6 +183,15 @@ class Settings:
     """UPN local-authority codes this deployment expects; another is a warning. Empty: python-stdnum's
     national list decides."""
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+
+    @property
+    def delivery_socket(self) -> Path:
+        """The delivery process's status socket (``/metrics``, ``/circuits``), mode 0600."""
+        return self.data_dir / "delivery.sock"
+
+
+MAX_UNIX_SOCKET_PATH = 107
+"""Bytes in a unix socket path (``sun_path`` holds 108 with the terminating NUL)."""
 
 
 @dataclass(frozen=True)
@@ -254,7 +267,8 @@ def load_settings(config_dir: Path) -> Settings:
         keyring_path=_resolve(data_dir, keyring.get("path", "keyring.json")),
         create_keyring=bool(keyring.get("create_if_missing", False)),
         max_body_bytes=int(raw.get("limits", {}).get("max_body_bytes", 256 * 1024)),
-        delivery=DeliverySettings(**raw.get("delivery", {})),
+        delivery=DeliverySettings(**{k: v for k, v in raw.get("delivery", {}).items() if k != "process"}),
+        delivery_process=_delivery_process(path, raw.get("delivery", {}).get("process", "inline"), data_dir),
         operators=tuple(Operator(o["id"], o["role"], o["token_sha256"]) for o in raw.get("operators", ())),
         policy_watch_seconds=float(raw.get("policy_watch_seconds", 2.0)),
         review_check_seconds=float(raw.get("review_check_seconds", 30.0)),
@@ -267,6 +281,19 @@ def load_settings(config_dir: Path) -> Settings:
         known_la_codes=frozenset(raw.get("identifiers", {}).get("known_la_codes", ())),
         console=_console(raw.get("console")),
     )
+
+
+def _delivery_process(path: Path, mode: str, data_dir: Path) -> str:
+    """``delivery.process`` (the schema checked its value); ``separate`` needs a data dir
+    whose socket path fits a unix socket address."""
+    socket_path = data_dir / "delivery.sock"
+    if mode == "separate" and len(os.fsencode(socket_path)) > MAX_UNIX_SOCKET_PATH:
+        raise ConfigError(
+            f"{path}: /delivery/process (socket-path-length): separate needs the socket "
+            f"{socket_path} but a unix socket path holds at most {MAX_UNIX_SOCKET_PATH} bytes; "
+            "choose a shorter data_dir"
+        )
+    return mode
 
 
 DATABASE_URL_ENV = "GATEWAY_DATABASE_URL"
@@ -395,6 +422,7 @@ def with_data_dir(deployment: Deployment, data_dir: Path) -> Deployment:
     """The same deployment with its database and keyring under another folder."""
     s = deployment.settings
     data_dir = data_dir.resolve()
+    _delivery_process(s.config_dir / "gateway.yaml", s.delivery_process, data_dir)
     settings = replace(
         s, data_dir=data_dir, db_path=data_dir / s.db_path.name, keyring_path=data_dir / s.keyring_path.name
     )

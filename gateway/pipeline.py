@@ -218,6 +218,7 @@ class Pipeline:
         for recipient in candidate_list:
             decision = decide(message, recipient, policy, now, self._consents)
             decision_id = new_id("dec")
+            explanation = decision.as_dict()
             decisions.append(
                 DecisionRecord(
                     decision_id,
@@ -228,10 +229,10 @@ class Pipeline:
                     decision.agreement_id,
                     tuple(sorted(decision.released)),
                     decision.policy_version,
-                    decision.as_dict(),
+                    explanation,
                 )
             )
-            event_data: dict[str, object] = {"decision_id": decision_id, **decision.as_dict()}
+            event_data: dict[str, object] = {"decision_id": decision_id, **explanation}
             if decision.effect in (Effect.PERMIT, Effect.REVIEW):
                 delivery = self._delivery(message, decision, decision_id, subjects)
                 deliveries.append(delivery)

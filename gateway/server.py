@@ -1,4 +1,6 @@
-"""Run the gateway: one process, the HTTP API and the delivery workers on one event loop."""
+"""Run the gateway: the HTTP API and, with ``delivery.process: inline`` (the default), the
+delivery workers on one event loop; with ``separate`` the app supervises a ``gateway
+deliver`` child process that runs them (``gateway.delivery.supervisor``)."""
 
 from __future__ import annotations
 

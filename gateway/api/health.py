@@ -6,10 +6,11 @@ import json
 
 import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 import schemas
 from gateway.api.state import SERVICES
+from gateway.metrics import exposition, merged_exposition
 
 log = structlog.get_logger("gateway.api")
 
@@ -30,6 +31,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    """This process's registry; with a delivery process, merged with its delivery families
+    (each family once). A scrape answers while the store or the delivery process is down."""
     svc = request.app[SERVICES]
     m = svc.metrics
     try:
@@ -45,7 +48,9 @@ async def metrics(request: web.Request) -> web.Response:
         m.queue_leased.labels(s.recipient).set(s.leased)
         m.queue_dead.labels(s.recipient).set(s.dead)
         m.queue_oldest.labels(s.recipient).set(s.oldest_ready_age_seconds)
-    resp = web.Response(body=generate_latest(m.registry))
+    remote = await svc.dispatcher.remote_metrics()
+    body = exposition(m.registry) if remote is None else merged_exposition(m.registry, remote)
+    resp = web.Response(body=body)
     resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return resp
 

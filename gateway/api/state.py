@@ -12,7 +12,7 @@ from gateway.api.auth import Authenticator
 from gateway.config import Deployment
 from gateway.consents import GatewayConsents
 from gateway.crypto import Keyring
-from gateway.delivery.dispatcher import Dispatcher
+from gateway.delivery.dispatcher import DeliveryWorkers
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline, PolicyHolder
 from gateway.store.base import Backend
@@ -28,7 +28,8 @@ class Services:
     metrics: Metrics
     auth: Authenticator
     pipeline: Pipeline
-    dispatcher: Dispatcher
+    dispatcher: DeliveryWorkers
+    """The delivery workers, here or in a delivery process (``delivery.process``)."""
     consents: GatewayConsents
 
 

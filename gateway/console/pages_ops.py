@@ -54,12 +54,14 @@ def reads(svc: Services) -> ConsoleReads:
 
 
 def counter_totals(svc: Services, result: str) -> dict[str, float]:
-    """Per-partner totals of ``gateway_deliveries{result=...}`` since start-up."""
+    """Per-partner totals of ``gateway_deliveries{result=...}`` since start-up (with a delivery
+    process, its counts are added to this process's)."""
     reg = svc.metrics.registry
+    remote = svc.dispatcher.remote_delivery_totals(result)
     out: dict[str, float] = {}
     for pid in svc.deployment.partners:
         value = reg.get_sample_value("gateway_deliveries_total", {"recipient": pid, "result": result})
-        out[pid] = value or 0.0
+        out[pid] = (value or 0.0) + remote.get(pid, 0.0)
     return out
 
 

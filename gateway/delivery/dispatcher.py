@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import aiohttp
 import structlog
@@ -187,8 +188,47 @@ class PartnerWorker:
         )
 
 
+class CircuitView(Protocol):
+    """What the API and console read of a partner's circuit."""
+
+    @property
+    def state(self) -> CircuitState: ...
+
+
+class WorkerHandle(Protocol):
+    """One webhook partner's worker as the API and console see it, wherever it runs."""
+
+    @property
+    def circuit(self) -> CircuitView: ...
+
+    def wake(self) -> None:
+        """Look for due deliveries now. MUST NOT block or raise: called from handlers."""
+
+
+class DeliveryWorkers(Protocol):
+    """The delivery side as the rest of the gateway uses it: ``Dispatcher`` (workers on this
+    event loop) or ``RemoteDispatcher`` (workers in a delivery process)."""
+
+    @property
+    def workers(self) -> Mapping[str, WorkerHandle]: ...
+
+    def notify(self, recipient: str) -> None:
+        """A delivery for ``recipient`` is ready. MUST NOT block: ingest calls it per message."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def remote_metrics(self) -> str | None:
+        """The delivery families kept in another process (exposition text), or None."""
+
+    def remote_delivery_totals(self, result: str) -> Mapping[str, float]:
+        """Per-partner ``gateway_deliveries`` counts for ``result`` kept outside this
+        process's registry (empty when the workers run here)."""
+
+
 class Dispatcher:
-    """Owns one ``PartnerWorker`` per webhook partner."""
+    """Owns one ``PartnerWorker`` per webhook partner, on this event loop."""
 
     def __init__(
         self, partners: Mapping[str, PartnerRuntime], queue: Queue, keyring: Keyring, metrics: Metrics
@@ -211,3 +251,9 @@ class Dispatcher:
 
     async def stop(self) -> None:
         await asyncio.gather(*(w.stop() for w in self.workers.values()))
+
+    async def remote_metrics(self) -> str | None:
+        return None  # the workers write this process's registry
+
+    def remote_delivery_totals(self, result: str) -> Mapping[str, float]:
+        return {}
