@@ -7,7 +7,10 @@ Errors name where and which rule, never the value (``canonical.errors``).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import re
 from typing import Any
 
 import orjson
@@ -31,8 +34,15 @@ def load_json(body: bytes, adapter: str) -> Any:
         raise InvalidInput(
             [Violation("/", "max-depth", f"nested deeper than {MAX_JSON_DEPTH} levels")], adapter=adapter
         )
+    if not _LONG_DIGITS.search(body):
+        # The fast path: what orjson reads, json reads to the same values. orjson refuses
+        # more (NaN, lone surrogates, numbers that overflow), so on any refusal json below
+        # decides and names the rule. A run of 19+ digits goes to json: orjson turns
+        # integers beyond 64 bits into floats, json keeps them exact.
+        with contextlib.suppress(orjson.JSONDecodeError):
+            return orjson.loads(body)
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except _NonFinite:
         raise InvalidInput(
             [Violation("/", "finite-number", "NaN and Infinity are not JSON numbers")], adapter=adapter
@@ -47,8 +57,15 @@ def load_json(body: bytes, adapter: str) -> Any:
         raise InvalidInput(
             [Violation("/", "max-depth", f"nested deeper than {MAX_JSON_DEPTH} levels")], adapter=adapter
         ) from None
+    if _has_lone_surrogate(value):
+        raise InvalidInput(
+            [Violation("/", "unicode", "a \\u escape names half of a surrogate pair: not a character")],
+            adapter=adapter,
+        )
+    return value
 
 
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 _OPENING = frozenset(b"[{")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
@@ -62,11 +79,38 @@ def _refuse_constant(name: str) -> Any:
     raise _NonFinite(name)
 
 
+def _finite_float(literal: str) -> float:
+    # 1e400 reads as infinity: refused like the Infinity literal.
+    value = float(literal)
+    if math.isinf(value):
+        raise _NonFinite(literal)
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """A string holding half a surrogate pair (json reads ``"\\ud800"`` into one); such a
+    string cannot be written as UTF-8, so no copy of it could ever be rendered."""
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
 def _nesting(body: bytes) -> int:
     """Upper bound of bracket nesting (brackets inside strings count too: a bound, cheap —
     everything but the brackets is dropped in C first, so only they are visited)."""
+    brackets = body.translate(None, _NOT_BRACKETS)
+    opening = brackets.count(b"[") + brackets.count(b"{")
+    if opening <= MAX_JSON_DEPTH:
+        return opening  # no deeper than the number of brackets opened: within the limit
     depth = deepest = 0
-    for byte in body.translate(None, _NOT_BRACKETS):
+    for byte in brackets:
         if byte in _OPENING:
             depth += 1
             deepest = max(deepest, depth)

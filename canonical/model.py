@@ -251,7 +251,7 @@ class Message:
         }
 
     def with_envelope(self, **changes: Any) -> Message:
-        return replace(self, envelope=replace(self.envelope, **changes))
+        return Message(replace(self.envelope, **changes), self.people, self.items)
 
     def categories(self) -> frozenset[str]:
         """Every category this message carries a value for (computed once, at construction)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,16 @@ from tests.support import sample_message
 
 CANARY = "Canary-Shared-Value-3K"
 
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=15,
+)
+
 
 def rules(exc: pytest.ExceptionInfo[InvalidInput]) -> list[str]:
     return [v.rule for v in exc.value.violations]
@@ -34,6 +45,8 @@ class TestLoadJson:
             (b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1), "max-depth"),
             (b'{"percent": NaN}', "finite-number"),
             (b'{"percent": -Infinity}', "finite-number"),
+            (b'{"percent": 1e400}', "finite-number"),
+            (b'{"name": "\\ud800' + CANARY.encode() + b'"}', "unicode"),
         ],
     )
     def test_refusals_name_the_rule_and_never_the_bytes(self, raw: bytes, rule: str) -> None:
@@ -46,6 +59,21 @@ class TestLoadJson:
     def test_nesting_up_to_the_limit_is_accepted(self) -> None:
         raw = b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH
         assert load_json(raw, "t") is not None
+
+    def test_many_shallow_brackets_are_not_depth(self) -> None:
+        raw = b"[" + b",".join([b'{"a": []}'] * (2 * MAX_JSON_DEPTH)) + b"]"
+        assert len(load_json(raw, "t")) == 2 * MAX_JSON_DEPTH
+
+    def test_integers_beyond_64_bits_stay_exact_and_pairs_stay_characters(self) -> None:
+        raw = b'{"n": 123456789012345678901234567890, "e": "\\ud83d\\ude00"}'
+        assert load_json(raw, "t") == {"n": 123456789012345678901234567890, "e": "\U0001f600"}
+
+    @settings(max_examples=300, deadline=None)
+    @given(json_values)
+    def test_what_json_writes_reads_back_the_same(self, value: Any) -> None:
+        # Both decoders (orjson's fast path, json's exact one) must give json's values.
+        raw = json.dumps(value).encode()
+        assert load_json(raw, "t") == json.loads(raw)
 
     @settings(max_examples=200, deadline=None)
     @given(st.binary(max_size=300))
