@@ -214,13 +214,18 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             )
         ]
     )
-    svc.consents.load(await svc.backend.all_consents())
+    # The head first: a record made while the rest are read comes again on sync (skipped).
+    head = await svc.backend.audit_head_seq()
+    svc.consents.load(await svc.backend.all_consents(), head)
     svc.dispatcher.start()
     s = svc.deployment.settings
     tasks = [
         asyncio.create_task(
             background.every(s.review_check_seconds, background.escalation_job(svc), "escalate-reviews")
-        )
+        ),
+        asyncio.create_task(
+            background.every(s.consent_sync_seconds, background.consent_sync_job(svc), "consent-sync")
+        ),
     ]
     if s.policy_watch_seconds > 0:
         tasks.append(

@@ -42,6 +42,17 @@ def escalation_job(svc: Services) -> Callable[[], Awaitable[None]]:
     return run
 
 
+def consent_sync_job(svc: Services) -> Callable[[], Awaitable[None]]:
+    """Take in consent records other gateway instances made (``GatewayConsents.sync``)."""
+
+    async def run() -> None:
+        added = await svc.consents.sync(svc.backend)
+        if added:
+            log.info("consents.synced", added=added, audit_seq=svc.consents.audit_seq)
+
+    return run
+
+
 async def policy_watch_job(svc: Services) -> Callable[[], Awaitable[None]]:
     """A job that reloads the policy when a policy file's modification time changes."""
     config_dir = svc.deployment.settings.config_dir

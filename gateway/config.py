@@ -171,6 +171,7 @@ class Settings:
     policy_watch_seconds: float = 2.0
     """Reload the policy when its files change (0 turns the watch off)."""
     review_check_seconds: float = 30.0
+    consent_sync_seconds: float = 1.0
     """How often held decisions are checked against their deadline."""
     mllp_host: str = "127.0.0.1"
     mllp_port: int | None = None
@@ -272,6 +273,7 @@ def load_settings(config_dir: Path) -> Settings:
         operators=tuple(Operator(o["id"], o["role"], o["token_sha256"]) for o in raw.get("operators", ())),
         policy_watch_seconds=float(raw.get("policy_watch_seconds", 2.0)),
         review_check_seconds=float(raw.get("review_check_seconds", 30.0)),
+        consent_sync_seconds=float(raw.get("consent_sync_seconds", 1.0)),
         mllp_host=raw.get("mllp", {}).get("host", "127.0.0.1"),
         mllp_port=raw["mllp"]["port"] if "mllp" in raw else None,
         mllp_max_message_bytes=int(raw.get("mllp", {}).get("max_message_bytes", 1024 * 1024)),

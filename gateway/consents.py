@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Protocol
 
 from canonical import Identifier
 from consent import ConsentRecord, ConsentRegistry, ConsentState, DecidedBy
@@ -26,22 +27,63 @@ def to_record(stored: StoredConsent) -> ConsentRecord:
     )
 
 
+class ConsentFeed(Protocol):
+    """What ``GatewayConsents.sync`` reads from the store."""
+
+    async def consents_since(self, audit_seq: int) -> tuple[int, list[StoredConsent]]:
+        """Consent records whose ``consent.recorded`` audit event comes after ``audit_seq``,
+        oldest first, and the audit seq to ask from next time."""
+        ...
+
+
 class GatewayConsents:
     """Holds the ``ConsentRegistry`` the pipeline decides with. Subjects are looked up by the
-    keyring's pseudonym of ``system:value``, the same key the store holds."""
+    keyring's pseudonym of ``system:value``, the same key the store holds.
+
+    Several gateway processes may share one store (PostgreSQL, RabbitMQ + PostgreSQL). A
+    record made through one instance's API is added there at once; every other instance
+    adds it on its next ``sync`` (every ``consent_sync_seconds``), which reads the records
+    whose ``consent.recorded`` audit event is newer than the last one it saw. So a
+    withdrawal recorded anywhere is in force everywhere within that interval. Adding is
+    idempotent (by record id): a record is never counted twice.
+    """
 
     def __init__(self, keyring: Keyring) -> None:
         self._keyring = keyring
         self.registry = ConsentRegistry(key=self.subject_key)
+        self._known: set[str] = set()
+        self.audit_seq = 0
+        """The audit seq up to which every recorded consent is in ``registry``."""
 
     def subject_key(self, identifier: Identifier) -> str:
         return self._keyring.pseudonym(f"{identifier.system}:{identifier.value}")
 
-    def load(self, stored: Iterable[StoredConsent]) -> None:
-        self.registry = ConsentRegistry((to_record(s) for s in stored), key=self.subject_key)
+    def load(self, stored: Iterable[StoredConsent], audit_seq: int = 0) -> None:
+        """Replace the registry with ``stored``, read after the audit chain's head was at
+        ``audit_seq`` (records made in between come again on ``sync`` and are skipped)."""
+        records = list(stored)
+        self._known = {s.record_id for s in records}
+        self.registry = ConsentRegistry((to_record(s) for s in records), key=self.subject_key)
+        self.audit_seq = audit_seq
 
-    def add(self, stored: StoredConsent) -> None:
+    def knows(self, record_id: str) -> bool:
+        """Whether the record is in the registry (the decision function sees it)."""
+        return record_id in self._known
+
+    def add(self, stored: StoredConsent) -> bool:
+        """Add one record; False when it is already in the registry."""
+        if stored.record_id in self._known:
+            return False
+        self._known.add(stored.record_id)
         self.registry.add(to_record(stored))
+        return True
+
+    async def sync(self, feed: ConsentFeed) -> int:
+        """Add the records other instances made since the last sync; returns how many."""
+        head, records = await feed.consents_since(self.audit_seq)
+        added = sum(self.add(s) for s in records)
+        self.audit_seq = head
+        return added
 
     def lookup(
         self, identifiers: tuple[Identifier, ...], purpose: str, recipient: str, sector: str, now: datetime

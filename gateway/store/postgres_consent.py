@@ -79,6 +79,25 @@ class PostgresConsentAndReviewOps(PostgresConnections):
         rows = await self.pool.fetch(f"SELECT {CONSENT_COLUMNS} FROM consents")  # noqa: S608
         return [StoredConsent(*r) for r in rows]
 
+    async def audit_head_seq(self) -> int:
+        return int(await self.pool.fetchval("SELECT seq FROM audit_head"))
+
+    async def consents_since(self, audit_seq: int) -> tuple[int, list[StoredConsent]]:
+        # The head is read first: every audit record up to it has committed (appends hold
+        # the chain-head row lock until they commit), so none below it can appear later.
+        head = await self.audit_head_seq()
+        if head <= audit_seq:
+            return audit_seq, []
+        columns = ", ".join(f"c.{c.strip()}" for c in CONSENT_COLUMNS.split(","))
+        rows = await self.pool.fetch(
+            f"SELECT {columns} FROM audit a JOIN consents c"  # noqa: S608 - fixed column list
+            " ON c.id = (a.data::json ->> 'record_id')"
+            " WHERE a.seq > $1 AND a.seq <= $2 AND a.kind = 'consent.recorded' ORDER BY a.seq",
+            audit_seq,
+            head,
+        )
+        return head, [StoredConsent(*r) for r in rows]
+
     # -- review queue --------------------------------------------------------------------
 
     async def held(self, limit: int = 500) -> list[HeldDelivery]:

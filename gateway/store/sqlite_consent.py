@@ -76,6 +76,23 @@ class ConsentAndReviewOps(SqliteConnections):
         rows = await self._read(f"SELECT {CONSENT_COLUMNS} FROM consents")  # noqa: S608
         return [StoredConsent(*r) for r in rows]
 
+    async def audit_head_seq(self) -> int:
+        rows = await self._read("SELECT coalesce(max(seq), 0) FROM audit", ())
+        return int(rows[0][0])
+
+    async def consents_since(self, audit_seq: int) -> tuple[int, list[StoredConsent]]:
+        head = await self.audit_head_seq()
+        if head <= audit_seq:
+            return audit_seq, []
+        columns = ", ".join(f"c.{c.strip()}" for c in CONSENT_COLUMNS.split(","))
+        rows = await self._read(
+            f"SELECT {columns} FROM audit a JOIN consents c"  # noqa: S608 - fixed column list
+            " ON c.id = json_extract(a.data, '$.record_id')"
+            " WHERE a.seq > ? AND a.seq <= ? AND a.kind = 'consent.recorded' ORDER BY a.seq",
+            (audit_seq, head),
+        )
+        return head, [StoredConsent(*r) for r in rows]
+
     # -- review queue --------------------------------------------------------------------
 
     async def held(self, limit: int = 500) -> list[HeldDelivery]:
