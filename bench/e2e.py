@@ -204,16 +204,16 @@ class Child:
                 return int(line.split()[1]) / 1024
         return float("nan")
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU time used so far by the process, its threads and its live
-        child processes (a separate delivery process counts)."""
+    def cpu_seconds(self) -> dict[str, float]:
+        """User + system CPU time used so far by the process and its threads (``serve``) and
+        by its live child processes (``deliver``: a separate delivery process)."""
         me = psutil.Process(self.proc.pid)
-        total = 0.0
-        for p in (me, *me.children(recursive=True)):
+        used = {"serve": 0.0, "deliver": 0.0}
+        for role, p in [("serve", me), *(("deliver", c) for c in me.children(recursive=True))]:
             with contextlib.suppress(psutil.NoSuchProcess):
                 times = p.cpu_times()
-                total += times.user + times.system
-        return total
+                used[role] += times.user + times.system
+        return used
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -490,11 +490,15 @@ async def measure_run(
         urls = [f"http://127.0.0.1:{gw.port}/v1/messages" for gw in gateways]
         warm = await drive(urls, bodies, 1.0, 4)
         await wait_for_deliveries(rx_base, 2 * warm.accepted, 60)
-        cpu_before = sum(gw.cpu_seconds() for gw in gateways)
+        cpu_before = [gw.cpu_seconds() for gw in gateways]
         load = await drive(urls, bodies, args.seconds, args.concurrency)
         log(f"  accepted {load.accepted} ({load.rate:.0f}/s), waiting for delivery")
         arrivals = await wait_for_deliveries(rx_base, 2 * (warm.accepted + load.accepted), 300)
-        gateway_cpu = sum(gw.cpu_seconds() for gw in gateways) - cpu_before
+        cpu_after = [gw.cpu_seconds() for gw in gateways]
+        gateway_cpu = {
+            role: sum(after[role] - before[role] for before, after in zip(cpu_before, cpu_after, strict=True))
+            for role in ("serve", "deliver")
+        }
         gateway_rss = [gw.peak_rss_mb() for gw in gateways]
         receiver_rss = receiver.peak_rss_mb()
 
@@ -523,7 +527,10 @@ async def measure_run(
         "latency_p50_ms": round(1000 * percentile(latencies, 0.50), 1),
         "latency_p99_ms": round(1000 * percentile(latencies, 0.99), 1),
         "gateway_peak_rss_mb": [round(r, 1) for r in gateway_rss],
-        "gateway_cpu_ms_per_message": round(1000 * gateway_cpu / max(1, load.accepted), 3),
+        "gateway_cpu_ms_per_message": round(1000 * sum(gateway_cpu.values()) / max(1, load.accepted), 3),
+        "gateway_cpu_ms_per_message_by_process": {
+            role: round(1000 * used / max(1, load.accepted), 3) for role, used in gateway_cpu.items()
+        },
         "receiver_peak_rss_mb": round(receiver_rss, 1),
         "ratio_to_bare": round(e2e_rate / max(1e-9, bare_rate), 3),
         "lost": load.accepted - len(complete),

@@ -6,6 +6,18 @@ A worker leases a batch of due deliveries (only the head of each (recipient, chi
 key, so order holds), posts them concurrently, then completes or fails each lease. It sleeps
 until woken by a new accept, the next retry falls due, or the poll interval passes (which
 also picks up replays made by the CLI from another process).
+
+Successes are completed in groups (``CompletionBatch``): one ``Queue.complete_many`` per
+group instead of one store transaction per delivery. A finished delivery waits at most
+``COMPLETE_LINGER_SECONDS`` for the others of its batch: the first success of a group
+starts a timer, and the group is flushed when the timer fires or when every post of the
+batch has finished, whichever comes first. So a slow partner response never holds
+finished deliveries uncommitted for longer than that (plus one commit): a success MUST NOT
+wait for the slowest post of its batch. The next batch is leased only after every outcome
+of this one is committed, so a child's next message is never leased before its previous
+one is delivered (order per (recipient, child) holds as before).
+Failures are still recorded one by one (``Queue.fail``): they are rare, and each needs its
+own retry time.
 """
 
 from __future__ import annotations
@@ -14,7 +26,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Protocol, Self
 
 import aiohttp
 import structlog
@@ -25,12 +37,67 @@ from gateway.config import PartnerRuntime
 from gateway.crypto import Keyring, UnknownKey
 from gateway.delivery.backoff import backoff_delay
 from gateway.delivery.circuit import CircuitBreaker, CircuitState
-from gateway.delivery.webhook import post_webhook, signed_headers
+from gateway.delivery.webhook import WebhookSigner, post_webhook
 from gateway.errors import ConfigError, DeliveryError, PermanentDeliveryError, RetryableDeliveryError
 from gateway.metrics import Metrics
 from gateway.store.base import RENDER_FAILED_MEDIA_TYPE, Lease, Queue
 
 log = structlog.get_logger("gateway.delivery")
+
+COMPLETE_LINGER_SECONDS = 0.05
+"""The longest a finished delivery waits for others before its completion is committed."""
+
+
+class CompletionBatch:
+    """Collects the successful leases of one leased batch and completes them together
+    (see the module docstring for when it flushes). Use as ``async with``: leaving the
+    block flushes what is left and waits for every flush started, so when it returns every
+    success has been committed (or the store's error is raised)."""
+
+    def __init__(self, queue: Queue, recipient: str, linger: float = COMPLETE_LINGER_SECONDS) -> None:
+        self._queue = queue
+        self._recipient = recipient
+        self._linger = linger
+        self._pending: list[tuple[Lease, AuditEvent]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushes: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pending:
+            self._start_flush()
+        flushes, self._flushes = self._flushes, []
+        # Every flush is awaited even if one fails, so none is left running unobserved.
+        results = await asyncio.gather(*flushes, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    def add(self, lease: Lease, audit: AuditEvent) -> None:
+        """A delivery succeeded: commit it within ``linger`` seconds (or at the block's end)."""
+        self._pending.append((lease, audit))
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._linger, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._pending:
+            self._start_flush()
+
+    def _start_flush(self) -> None:
+        items, self._pending = self._pending, []
+        self._flushes.append(asyncio.create_task(self._flush(items), name=f"complete:{self._recipient}"))
+
+    async def _flush(self, items: list[tuple[Lease, AuditEvent]]) -> None:
+        done = await self._queue.complete_many(items)
+        for (lease, _), ok in zip(items, done, strict=True):
+            if not ok:
+                log.warning("delivery.lease_lost", delivery_id=lease.delivery_id, recipient=self._recipient)
 
 
 class PartnerWorker:
@@ -54,6 +121,14 @@ class PartnerWorker:
         )
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
+        # Built once per worker, not per delivery: the signer decodes the secret, and the
+        # metric children are dictionary look-ups under a lock.
+        secret = partner.delivery.secret
+        self._signer = WebhookSigner(secret.reveal()) if secret is not None else None
+        self._timeout = aiohttp.ClientTimeout(total=self._settings.timeout_seconds)
+        self._delivered = metrics.deliveries.labels(partner.id, "delivered")
+        self._delivery_seconds = metrics.delivery_seconds.labels(partner.id)
+        self._circuit_open = metrics.circuit_open.labels(partner.id)
 
     def wake(self) -> None:
         self._wake.set()
@@ -95,35 +170,37 @@ class PartnerWorker:
     async def run_once(self) -> bool:
         """Lease and deliver one batch. Returns False when there was nothing to do."""
         allowed = self.circuit.allowed_batch(self._settings.batch_size)
-        self._metrics.circuit_open.labels(self.partner.id).set(0 if allowed else 1)
+        self._circuit_open.set(0 if allowed else 1)
         if not allowed:
             return False
         leases = await self._queue.lease(self.partner.id, allowed, self._settings.lease_seconds)
         if not leases:
             return False
-        await asyncio.gather(*(self._deliver(lease) for lease in leases))
+        async with CompletionBatch(self._queue, self.partner.id) as completions:
+            await asyncio.gather(*(self._deliver(lease, completions) for lease in leases))
         return True
 
-    async def _deliver(self, lease: Lease) -> None:
+    async def _deliver(self, lease: Lease, completions: CompletionBatch) -> None:
         assert self._session is not None
-        delivery = self.partner.delivery
+        url = self.partner.delivery.url
         started = self._clock()
         try:
             if lease.media_type == RENDER_FAILED_MEDIA_TYPE:
                 raise PermanentDeliveryError("the payload could not be rendered", code="render-failed")
             payload = self._open(lease)
-            assert delivery.url is not None
-            assert delivery.secret is not None
-            headers = signed_headers(delivery.secret.reveal(), lease.message_id, payload, lease.media_type)
-            await post_webhook(self._session, delivery.url, headers, payload, self._settings.timeout_seconds)
+            assert url is not None
+            assert self._signer is not None
+            headers = self._signer.headers(lease.message_id, payload, lease.media_type)
+            await post_webhook(self._session, url, headers, payload, self._timeout)
         except DeliveryError as exc:
             await self._failed(lease, exc, started)
             return
         self.circuit.record_success()
-        self._metrics.delivery_seconds.labels(self.partner.id).observe(self._clock() - started)
-        self._metrics.deliveries.labels(self.partner.id, "delivered").inc()
-        self._metrics.end_to_end_seconds.observe(max(0.0, self._clock() - lease.queued_at))
-        done = await self._queue.complete(
+        finished = self._clock()
+        self._delivery_seconds.observe(finished - started)
+        self._delivered.inc()
+        self._metrics.end_to_end_seconds.observe(max(0.0, finished - lease.queued_at))
+        completions.add(
             lease,
             AuditEvent(
                 "delivery.succeeded",
@@ -132,8 +209,6 @@ class PartnerWorker:
                 self.partner.id,
             ),
         )
-        if not done:
-            log.warning("delivery.lease_lost", delivery_id=lease.delivery_id, recipient=self.partner.id)
 
     def _open(self, lease: Lease) -> bytes:
         try:
@@ -151,7 +226,7 @@ class PartnerWorker:
 
     async def _failed(self, lease: Lease, exc: DeliveryError, started: float) -> None:
         self.circuit.record_failure()
-        self._metrics.delivery_seconds.labels(self.partner.id).observe(self._clock() - started)
+        self._delivery_seconds.observe(self._clock() - started)
         permanent = isinstance(exc, PermanentDeliveryError)
         retry_at = (
             None

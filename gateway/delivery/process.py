@@ -14,8 +14,16 @@ on the second core while the server ingests on the first. The process:
 * exits cleanly (exit code 0) on SIGTERM or SIGINT, and when stdin reaches EOF: the parent
   died, even by ``kill -9``, so an orphan never keeps delivering beside a new gateway.
 
-It MUST NOT release leases at start-up (``serve`` does that once, before spawning it): a
-lease held by a previous delivery process that was killed returns when it expires.
+At start-up it returns to the queue the leases its killed predecessor held for its webhook
+partners (``gateway.store.base.ReleasesPartnerLeases``), so their deliveries go out again at
+once instead of after ``lease_seconds``. ``serve``'s supervisor gives each child it spawns
+the same lease holder id (environment variable ``LEASE_HOLDER_ENV``, unique per ``serve``);
+on PostgreSQL every lease token carries it, and only leases with this holder are released.
+It MUST NOT release any other lease: not a pull partner's inbox lease (``serve``'s), not
+another instance's (live or not). On SQLite one process leases for a webhook partner, so
+every lease of those partners is its predecessor's (``serve`` itself releases every lease
+once, before spawning the first child). After ``serve`` itself is killed, the new ``serve``
+has a new holder id: the old one's PostgreSQL leases return when they expire.
 """
 
 from __future__ import annotations
@@ -35,11 +43,15 @@ from aiohttp import web
 from gateway.config import Deployment
 from gateway.delivery.dispatcher import Dispatcher
 from gateway.metrics import DELIVERY_FAMILIES, Metrics, exposition
+from gateway.store.base import ReleasesPartnerLeases
 
 log = structlog.get_logger("gateway.delivery.process")
 
 MAX_RECIPIENT_LINE = 4096
 RESULTS = ("delivered", "failed", "dead")
+
+LEASE_HOLDER_ENV = "GATEWAY_DELIVERY_LEASE_HOLDER"
+"""Set by the supervisor: the lease holder id shared by the children of one ``serve``."""
 
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 METRICS = web.AppKey("metrics", Metrics)
@@ -130,6 +142,11 @@ async def run_delivery_process(deployment: Deployment, sock: socket.socket) -> i
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
 
     await store.open()
+    holder = os.environ.get(LEASE_HOLDER_ENV, "")
+    if isinstance(store, ReleasesPartnerLeases) and holder.isalnum() and len(holder) <= 64:
+        store.lease_holder = holder
+        released = await store.release_leases_of(sorted(dispatcher.workers))
+        log.info("delivery_process.leases_released", pid=os.getpid(), released=released)
     runner = web.AppRunner(status_app(dispatcher, metrics), access_log=None, handle_signals=False)
     await runner.setup()
     await web.SockSite(runner, sock).start()

@@ -19,14 +19,17 @@ To the API and the console it offers the ``DeliveryWorkers`` interface:
   with a short timeout, and ``gateway_delivery_process_up`` is 1 only while the child runs
   and answered its last poll.
 
-MUST NOT pass anything but partner ids to the child, nor log anything but ids, pids, exit
-codes and error class names.
+MUST NOT pass anything to the child but partner ids (on its stdin) and its lease holder
+id (in its environment, ``gateway.delivery.process.LEASE_HOLDER_ENV``), nor log anything
+but ids, pids, exit codes and error class names.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 import signal
 import sys
 import time
@@ -39,6 +42,7 @@ import structlog
 
 from gateway.delivery.circuit import CircuitState
 from gateway.delivery.dispatcher import WorkerHandle
+from gateway.delivery.process import LEASE_HOLDER_ENV
 from gateway.metrics import Metrics
 
 log = structlog.get_logger("gateway.delivery.supervisor")
@@ -99,6 +103,9 @@ class RemoteDispatcher:
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # The same for every child this supervisor spawns, unique per serve: a child takes
+        # back exactly its killed predecessor's leases (see ``gateway.delivery.process``).
+        self._lease_holder = secrets.token_hex(8)
         self._set_up(False)
 
     @property
@@ -162,6 +169,7 @@ class RemoteDispatcher:
                     *self._command,
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.DEVNULL,
+                    env={**os.environ, LEASE_HOLDER_ENV: self._lease_holder},
                 )
             except OSError as exc:
                 log.error("delivery_process.spawn_failed", error=type(exc).__name__)

@@ -19,31 +19,57 @@ USER_AGENT = "mash-gateway/0.1"
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 
 
+class WebhookSigner:
+    """Signs deliveries for one partner secret. Build it once per partner (the
+    ``standardwebhooks.Webhook`` decodes the secret when built), then ``headers`` per
+    delivery. It holds the secret: it MUST NOT be logged (its ``repr`` hides the secret)."""
+
+    __slots__ = ("_webhook",)
+
+    def __init__(self, secret: str) -> None:
+        self._webhook = Webhook(secret)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(secret='**********')"
+
+    def headers(
+        self, webhook_id: str, payload: bytes, media_type: str, now: datetime | None = None
+    ) -> dict[str, str]:
+        """The request headers for one delivery: the Standard Webhooks three and the
+        content type. Nothing else: a partner's inbound credentials are never passed on."""
+        when = now or datetime.now(UTC)
+        return {
+            "content-type": media_type,
+            "user-agent": USER_AGENT,
+            "webhook-id": webhook_id,
+            "webhook-timestamp": str(int(when.timestamp())),
+            "webhook-signature": self._webhook.sign(webhook_id, when, payload.decode()),
+        }
+
+
 def signed_headers(
     secret: str, webhook_id: str, payload: bytes, media_type: str, now: datetime | None = None
 ) -> dict[str, str]:
-    when = now or datetime.now(UTC)
-    signature = Webhook(secret).sign(webhook_id, when, payload.decode())
-    return {
-        "content-type": media_type,
-        "user-agent": USER_AGENT,
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(int(when.timestamp())),
-        "webhook-signature": signature,
-    }
+    """One-off signing (tools, tests); workers keep a ``WebhookSigner`` per partner."""
+    return WebhookSigner(secret).headers(webhook_id, payload, media_type, now)
 
 
 async def post_webhook(
-    session: aiohttp.ClientSession, url: str, headers: dict[str, str], payload: bytes, timeout: float
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    payload: bytes,
+    timeout: aiohttp.ClientTimeout,
 ) -> None:
     """One attempt. Returns on 2xx; raises Retryable or Permanent delivery errors with a
-    content-free code (the response body is never read into logs or errors)."""
+    content-free code (the response body is never read into logs or errors). ``timeout``
+    is built once per worker, not per call."""
     try:
         async with session.post(
             url,
             data=payload,
             headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout),
+            timeout=timeout,
             allow_redirects=False,
         ) as resp:
             status = resp.status

@@ -245,6 +245,13 @@ class Queue(Protocol):
     async def complete(self, lease: Lease, audit: AuditEvent) -> bool:
         """Mark delivered. False if the lease was lost (another worker or an expiry)."""
 
+    async def complete_many(self, items: Sequence[tuple[Lease, AuditEvent]]) -> list[bool]:
+        """``complete`` for several leases in one transaction: answer ``i`` is what
+        ``complete(*items[i])`` would have answered. Only a lease still held with its token
+        completes, and only the completed ones' audit events are appended (in ``items``
+        order). All or nothing on error: when it raises, nothing was completed. MUST NOT
+        be given two items for one delivery."""
+
     async def fail(self, lease: Lease, error_code: str, retry_at: float | None, audit: AuditEvent) -> str:
         """Record a failed attempt. ``retry_at=None`` or an exhausted budget dead-letters.
         Returns the new state."""
@@ -275,6 +282,27 @@ class Queue(Protocol):
 
     async def ready_recipients(self) -> list[str]:
         """Recipients with deliveries due now (for worker wake-up after restarts)."""
+
+
+@runtime_checkable
+class ReleasesPartnerLeases(Protocol):
+    """A queue on which a restarted delivery process can take back, at start-up, the leases
+    its killed predecessor held, instead of waiting ``lease_seconds`` for them to expire.
+
+    ``lease_holder`` names who holds the leases this object hands out. On SQLite one
+    process leases for a webhook partner, so the holder is not recorded and every lease of
+    the partner is its predecessor's. On PostgreSQL (and RabbitMQ + PostgreSQL) every lease
+    token carries the holder, the delivery process takes its supervisor's holder id (the
+    same for each child of one ``serve``, unique per ``serve``), and only leases with that
+    holder are released: another instance's leases MUST NOT be, live or not."""
+
+    lease_holder: str
+
+    async def release_leases_of(self, recipients: Sequence[str]) -> int:
+        """Return the leases of these recipients held by ``lease_holder`` to the queue at
+        once (as if they had expired); the old holder's later ``complete``/``fail`` of them
+        answer lost. Returns how many were released. MUST NOT touch other recipients'
+        leases (pull partners' inbox leases included) nor other holders' leases."""
 
 
 class Backend(Store, Queue, Protocol):

@@ -31,7 +31,6 @@ How the contracts hold with several writers:
 from __future__ import annotations
 
 import hashlib
-import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -79,6 +78,33 @@ FROM pick WHERE q.seq = pick.seq
 RETURNING q.seq, q.id, q.message_id, q.attempts, q.max_attempts, q.media_type, q.key_id, q.payload,
           q.created_at
 """
+
+_COMPLETE_SQL = """
+WITH held AS (
+    SELECT d.seq FROM deliveries d
+    JOIN unnest($2::text[], $3::text[]) AS t(id, token) ON d.id = t.id AND d.lease_token = t.token
+    WHERE d.state = 'leased'
+    ORDER BY d.seq
+    FOR UPDATE OF d
+)
+UPDATE deliveries q SET state = 'delivered', delivered_at = $1, updated_at = $1, lease_token = NULL
+FROM held WHERE q.seq = held.seq
+RETURNING q.id
+"""
+"""Complete the given (delivery id, lease token) pairs still leased; rows locked in ``seq``
+order (see the module docstring), re-checked after any wait (READ COMMITTED)."""
+
+_RELEASE_OWN_SQL = """
+WITH target AS (
+    SELECT seq FROM deliveries
+    WHERE state = 'leased' AND recipient = ANY($1::text[]) AND left(lease_token, length($2)) = $2
+    ORDER BY seq
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE deliveries q SET state = 'ready', lease_token = NULL, lease_until = NULL
+FROM target WHERE q.seq = target.seq
+"""
+"""Return to the queue the leases of recipients ``$1`` whose token starts with ``$2``."""
 
 
 def _initial_state(d: DeliveryRecord) -> DeliveryState:
@@ -253,7 +279,7 @@ class PostgresBackend(PostgresConsentAndReviewOps):
     async def lease(self, recipient: str, limit: int, lease_seconds: float) -> list[Lease]:
         now = wall_clock()
         until = now + lease_seconds
-        token = secrets.token_hex(8)
+        token = self.new_lease_token()
         async with self._tx() as conn:
             rows = await conn.fetch(_LEASE_SQL, recipient, now, until, token, limit)
         return [
@@ -262,19 +288,27 @@ class PostgresBackend(PostgresConsentAndReviewOps):
         ]
 
     async def complete(self, lease: Lease, audit: AuditEvent) -> bool:
+        (done,) = await self.complete_many([(lease, audit)])
+        return done
+
+    async def complete_many(self, items: Sequence[tuple[Lease, AuditEvent]]) -> list[bool]:
+        """One transaction: the rows still held with their tokens are locked in ``seq``
+        order and marked delivered, then one audit append for those (see
+        ``Queue.complete_many``)."""
+        if not items:
+            return []
         async with self._tx() as conn:
             now = wall_clock()
-            done = await conn.fetchval(
-                "UPDATE deliveries SET state='delivered', delivered_at=$1, updated_at=$1, lease_token=NULL"
-                " WHERE id=$2 AND state='leased' AND lease_token=$3 RETURNING TRUE",
+            rows = await conn.fetch(
+                _COMPLETE_SQL,
                 now,
-                lease.delivery_id,
-                lease.lease_token,
+                [lease.delivery_id for lease, _ in items],
+                [lease.lease_token for lease, _ in items],
             )
-            if not done:
-                return False
-            await append_audit(conn, [audit], now)
-        return True
+            completed = {r[0] for r in rows}
+            done = [lease.delivery_id in completed for lease, _ in items]
+            await append_audit(conn, [audit for (_, audit), ok in zip(items, done, strict=True) if ok], now)
+        return done
 
     async def ack(self, recipient: str, delivery_id: str, audit: AuditEvent) -> bool:
         """A pull partner acknowledges a delivery it fetched (any lease of its own)."""
@@ -333,6 +367,16 @@ class PostgresBackend(PostgresConsentAndReviewOps):
                 " FROM target WHERE q.seq = target.seq",
                 wall_clock(),
             )
+        return int(status.split()[-1])
+
+    async def release_leases_of(self, recipients: Sequence[str]) -> int:
+        """See ``ReleasesPartnerLeases``: only leases of these recipients whose token
+        carries this object's ``lease_holder`` (its own, or a killed predecessor's with the
+        same holder); another instance's leases, live or not, are never touched."""
+        if not recipients:
+            return 0
+        async with self._tx() as conn:
+            status = await conn.execute(_RELEASE_OWN_SQL, sorted(set(recipients)), f"{self.lease_holder}.")
         return int(status.split()[-1])
 
     async def stats(self) -> list[QueueStats]:

@@ -12,6 +12,7 @@ Times are the gateway's wall clock (as on SQLite, and as the delivery workers co
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -81,6 +82,15 @@ class PostgresConnections:
         self._pool_size = pool_size
         self._connect_timeout = connect_timeout
         self._pool: Pool | None = None
+        self.lease_holder = secrets.token_hex(8)
+        """Who holds the leases this object hands out: every lease token starts with it.
+        Unique per gateway instance; the delivery process takes its supervisor's (see
+        ``gateway.delivery.process``) so that a restarted one can take back exactly its
+        killed predecessor's leases (``release_leases_of``), never another instance's."""
+
+    def new_lease_token(self) -> str:
+        """``<lease_holder>.<random>``: unique per lease call, attributable to its holder."""
+        return f"{self.lease_holder}.{secrets.token_hex(8)}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dsn='**********', pool_size={self._pool_size})"

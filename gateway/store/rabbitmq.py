@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -135,6 +134,19 @@ _TERMINAL = frozenset(
 )
 """States in which a consumed copy is simply dropped (a held delivery is published again
 when approved)."""
+
+
+_RELEASE_OWN_SQL = """
+WITH target AS (
+    SELECT seq FROM deliveries
+    WHERE state = 'leased' AND recipient = ANY($1::text[]) AND left(lease_token, length($2)) = $2
+    ORDER BY seq
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE deliveries q SET state = 'ready', lease_token = NULL, lease_until = NULL, published = FALSE
+FROM target WHERE q.seq = target.seq
+"""
+"""As ``postgres._RELEASE_OWN_SQL``, and back into the outbox."""
 
 
 @dataclass(slots=True)
@@ -332,7 +344,7 @@ class RabbitQueueBackend(PostgresBackend):
             return []
         now = wall_clock()
         until = now + lease_seconds
-        token = secrets.token_hex(8)
+        token = self.new_lease_token()
         ids = sorted({delivery_id_of(m) for m in batch})
         try:
             rows = await self.pool.fetch(_LEASE_SQL, ids, now, until, token, consumer.recipient)
@@ -405,14 +417,21 @@ class RabbitQueueBackend(PostgresBackend):
         return held.message
 
     async def complete(self, lease: Lease, audit: AuditEvent) -> bool:
-        done = await super().complete(lease, audit)
-        message = self._take_held(lease)
-        if done:
-            await self._nudge([lease.delivery_id])
+        (done,) = await self.complete_many([(lease, audit)])
+        return done
+
+    async def complete_many(self, items: Sequence[tuple[Lease, AuditEvent]]) -> list[bool]:
+        """Commit all in PostgreSQL (one transaction), then nudge the completed ones'
+        successors, then acknowledge the messages: never an ack before the commit. If the
+        commit raises, the messages stay held (their leases expire as usual)."""
+        done = await super().complete_many(items)
+        messages = [self._take_held(lease) for lease, _ in items]
+        await self._nudge([lease.delivery_id for (lease, _), ok in zip(items, done, strict=True) if ok])
         # Acknowledged after the commit; a lost lease's copy is redundant (another copy holds
         # the live lease, or the delivery is finished).
-        if message is not None:
-            await self.broker.settle(message)
+        for message in messages:
+            if message is not None:
+                await self.broker.settle(message)
         return done
 
     async def ack(self, recipient: str, delivery_id: str, audit: AuditEvent) -> bool:
@@ -468,6 +487,21 @@ class RabbitQueueBackend(PostgresBackend):
                 " FROM target WHERE q.seq = target.seq",
                 wall_clock(),
             )
+        released = int(status.split()[-1])
+        if released:
+            with contextlib.suppress(BrokerUnavailable):
+                await self.publish_outbox()
+        return released
+
+    async def release_leases_of(self, recipients: Sequence[str]) -> int:
+        """See ``PostgresBackend.release_leases_of`` (only this holder's leases); the
+        released deliveries go back to the outbox too and are published now (the killed
+        holder's unacknowledged copies also return from the broker: the conditional lease
+        keeps one delivery from going out twice at once)."""
+        if not recipients:
+            return 0
+        async with self._tx() as conn:
+            status = await conn.execute(_RELEASE_OWN_SQL, sorted(set(recipients)), f"{self.lease_holder}.")
         released = int(status.split()[-1])
         if released:
             with contextlib.suppress(BrokerUnavailable):

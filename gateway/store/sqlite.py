@@ -152,6 +152,8 @@ class SqliteBackend(ConsentAndReviewOps):
     """``Store`` + ``Queue`` on one SQLite file."""
 
     schema = SCHEMA
+    lease_holder = "embedded"
+    """Not recorded: one process leases for each partner on the embedded backend."""
 
     # -- Store -------------------------------------------------------------------------
 
@@ -322,17 +324,31 @@ class SqliteBackend(ConsentAndReviewOps):
         return await self._writer.run(op)
 
     async def complete(self, lease: Lease, audit: AuditEvent) -> bool:
-        def op(conn: sqlite3.Connection) -> bool:
+        (done,) = await self.complete_many([(lease, audit)])
+        return done
+
+    async def complete_many(self, items: Sequence[tuple[Lease, AuditEvent]]) -> list[bool]:
+        """One writer job for the whole batch: the conditional UPDATEs, then one audit
+        append for the completed ones (see ``Queue.complete_many``)."""
+        if not items:
+            return []
+
+        def op(conn: sqlite3.Connection) -> list[bool]:
             now = wall_clock()
-            cur = conn.execute(
-                "UPDATE deliveries SET state='delivered', delivered_at=?, updated_at=?, lease_token=NULL"
-                " WHERE id=? AND state='leased' AND lease_token=?",
-                (now, now, lease.delivery_id, lease.lease_token),
-            )
-            if cur.rowcount != 1:
-                return False
-            append_audit(conn, [audit], now)
-            return True
+            done: list[bool] = []
+            events: list[AuditEvent] = []
+            for lease, audit in items:
+                cur = conn.execute(
+                    "UPDATE deliveries SET state='delivered', delivered_at=?, updated_at=?, lease_token=NULL"
+                    " WHERE id=? AND state='leased' AND lease_token=?",
+                    (now, now, lease.delivery_id, lease.lease_token),
+                )
+                ok = cur.rowcount == 1
+                done.append(ok)
+                if ok:
+                    events.append(audit)
+            append_audit(conn, events, now)
+            return done
 
         return await self._writer.run(op)
 
@@ -391,6 +407,25 @@ class SqliteBackend(ConsentAndReviewOps):
         def op(conn: sqlite3.Connection) -> int:
             return conn.execute(
                 "UPDATE deliveries SET state='ready', lease_token=NULL, lease_until=NULL WHERE state='leased'"
+            ).rowcount
+
+        return await self._writer.run(op)
+
+    async def release_leases_of(self, recipients: Sequence[str]) -> int:
+        """See ``ReleasesPartnerLeases``: the delivery process, at its start, takes back
+        the leases its killed predecessor held for the webhook partners (the only process
+        leasing for them, so every lease of theirs), instead of waiting ``lease_seconds``
+        for them to expire."""
+        wanted = sorted(set(recipients))
+        if not wanted:
+            return 0
+
+        def op(conn: sqlite3.Connection) -> int:
+            marks = ",".join("?" * len(wanted))
+            return conn.execute(
+                "UPDATE deliveries SET state='ready', lease_token=NULL, lease_until=NULL"  # noqa: S608 - placeholders only
+                f" WHERE state='leased' AND recipient IN ({marks})",
+                wanted,
             ).rowcount
 
         return await self._writer.run(op)

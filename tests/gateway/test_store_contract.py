@@ -29,6 +29,7 @@ from gateway.store.base import (
     IdempotencyMismatch,
     InboundRecord,
     Lease,
+    ReleasesPartnerLeases,
     StoredConsent,
 )
 from gateway.store.postgres import PostgresBackend
@@ -441,6 +442,169 @@ class TestLeaseOrder:
         # (the race this samples, a later message committing before an earlier one, is forced
         # deterministically on PostgreSQL in test_postgres_store.TestOrderAcrossInstances)
         assert len(leased) == 1, [x.delivery_id for x in leased]
+
+
+class TestCompleteMany:
+    @staticmethod
+    def succeeded(lease: Lease) -> AuditEvent:
+        return AuditEvent("delivery.succeeded", {"delivery_id": lease.delivery_id}, lease.message_id, "csc")
+
+    async def test_only_leases_still_held_complete_and_only_they_are_audited(
+        self, backend: Backend, keyring: Keyring
+    ) -> None:
+        # Given five deliveries about five children, leased in one batch
+        for i in range(5):
+            await backend.accept(*records(keyring, i, child=f"c{i}"))
+        leases = await backend.lease("csc", 10, 30)
+        assert [x.delivery_id for x in leases] == [f"dlv_{i:04d}" for i in range(5)]
+        # and one already completed, one presented with another holder's token
+        assert await backend.complete(leases[1], self.succeeded(leases[1]))
+        forged = dataclasses.replace(leases[3], lease_token="not-mine")
+        # When the batch is completed together
+        items = [(x, self.succeeded(x)) for x in (leases[0], leases[1], leases[2], forged, leases[4])]
+        done = await backend.complete_many(items)
+        # Then exactly the leases still held completed, each audited once, in the batch's order
+        assert done == [True, False, True, False, True]
+        chain = [r async for r in backend.audit_records()]
+        assert [r.data["delivery_id"] for r in chain if r.kind == "delivery.succeeded"] == [
+            "dlv_0001",
+            "dlv_0000",
+            "dlv_0002",
+            "dlv_0004",
+        ]
+        assert [r.message_id for r in chain if r.kind == "delivery.succeeded"][1:] == [
+            "msg_0000",
+            "msg_0002",
+            "msg_0004",
+        ]
+        result = verify_chain(chain)
+        assert (result.ok, result.records) == (True, 9)
+        # and the forged one's real holder still holds it, and can complete it
+        by = {s.recipient: s for s in await backend.stats()}
+        assert (by["csc"].delivered, by["csc"].leased, by["csc"].ready) == (4, 1, 0)
+        assert await backend.complete_many([(leases[3], self.succeeded(leases[3]))]) == [True]
+        assert await backend.complete_many([]) == []
+        assert verify_chain([r async for r in backend.audit_records()]).records == 10
+
+    async def test_an_expired_and_relet_lease_in_a_batch_is_lost_and_not_audited(
+        self, backend: Backend, keyring: Keyring
+    ) -> None:
+        await backend.accept(*records(keyring, 1, child="a"))
+        await backend.accept(*records(keyring, 2, child="b"))
+        old = await backend.lease("csc", 10, 0.3)
+        relet: list[Lease] = []
+
+        async def leased_again() -> bool:
+            relet.extend(await backend.lease("csc", 10, 30))
+            return len(relet) == 2
+
+        await eventually(leased_again, 10)
+        assert await backend.complete_many([(x, self.succeeded(x)) for x in old]) == [False, False]
+        assert await audit_kinds(backend) == ["message.received", "message.received"]
+        assert await backend.complete_many([(x, self.succeeded(x)) for x in relet]) == [True, True]
+        assert (await audit_kinds(backend)).count("delivery.succeeded") == 2
+
+    async def test_completing_heads_together_releases_each_child_s_next(
+        self, backend: Backend, keyring: Keyring
+    ) -> None:
+        # Given two children with two messages each: only the heads are out
+        for i, child in enumerate(["a", "a", "b", "b"]):
+            await backend.accept(*records(keyring, i, child=child))
+        heads = await backend.lease("csc", 10, 30)
+        assert [x.delivery_id for x in heads] == ["dlv_0000", "dlv_0002"]
+        # When both heads complete in one batch
+        assert await backend.complete_many([(x, self.succeeded(x)) for x in heads]) == [True, True]
+        # Then each child's next message is leased, in order
+        nxt: list[Lease] = []
+
+        async def next_ones() -> bool:
+            nxt.extend(await backend.lease("csc", 10, 30))
+            return len(nxt) >= 2
+
+        await eventually(next_ones, 10)
+        assert sorted(x.delivery_id for x in nxt) == ["dlv_0001", "dlv_0003"]
+
+    async def test_concurrent_batches_on_several_instances_keep_one_chain(
+        self, open_backend: OpenBackend, keyring: Keyring
+    ) -> None:
+        # Given 40 deliveries leased by four instances, each completing its batch at once
+        instances = [await open_backend() for _ in range(4)]
+        for i in range(40):
+            await instances[0].accept(*records(keyring, i, child=f"c{i}"))
+        delivered: set[str] = set()
+        for _round in range(40):
+            batches = await asyncio.gather(*(b.lease("csc", 5, 30) for b in instances))
+            results = await asyncio.gather(
+                *(
+                    b.complete_many([(x, self.succeeded(x)) for x in batch])
+                    for b, batch in zip(instances, batches, strict=True)
+                )
+            )
+            assert all(all(r) for r in results)
+            delivered |= {x.delivery_id for batch in batches for x in batch}
+            if len(delivered) == 40:
+                break
+        # Then every delivery completed once and the chain is one unbroken line
+        assert len(delivered) == 40
+        chain = [r async for r in instances[0].audit_records()]
+        assert [r.kind for r in chain].count("delivery.succeeded") == 40
+        assert verify_chain(chain).problems == ()
+
+
+class TestReleaseOwnLeases:
+    async def test_a_restarted_holder_takes_back_only_its_own_leases(
+        self, open_backend: OpenBackend, keyring: Keyring, kind: str
+    ) -> None:
+        if kind == "sqlite":
+            pytest.skip("one process leases per partner on SQLite: see test_partner_lease_release")
+        # Given two instances' delivery processes holding leases of one partner (both
+        # consuming before anything is published, so the broker shares the messages out)
+        killed, other = await open_backend(), await open_backend()
+        for b in (killed, other):
+            assert await b.lease("csc", 3, 3600) == []
+        for i in range(6):
+            await killed.accept(*records(keyring, i, child=f"c{i}"))
+        mine: list[Lease] = []
+        theirs: list[Lease] = []
+
+        async def both_hold() -> bool:
+            mine.extend(await killed.lease("csc", 3, 3600))
+            theirs.extend(await other.lease("csc", 3, 3600))
+            return len(mine) + len(theirs) == 6
+
+        await eventually(both_hold, 10)
+        assert mine
+        assert theirs
+        assert isinstance(killed, ReleasesPartnerLeases)
+        # When the first is killed (its connections close) and its successor, with the same
+        # holder, starts and releases its partners' leases
+        await killed.close()
+        successor = await open_backend()
+        assert isinstance(successor, ReleasesPartnerLeases)
+        successor.lease_holder = killed.lease_holder
+        assert await successor.release_leases_of(["csc", "school"]) == len(mine)
+        assert await successor.release_leases_of(["csc"]) == 0
+        # Then exactly the killed holder's deliveries are leased again at once (by any
+        # instance: on RabbitMQ the broker shares the republished messages out)
+        again: list[Lease] = []
+
+        async def relet() -> bool:
+            for b in (successor, other):
+                again.extend(await b.lease("csc", 10, 30))
+            return len(again) >= len(mine)
+
+        await eventually(relet, 10)
+        assert sorted(x.delivery_id for x in again) == sorted(x.delivery_id for x in mine)
+        assert all(x.attempt == 2 for x in again)
+
+        # and the killed holder's tokens are lost, while the other instance's leases were
+        # never touched: it completes them
+        def succeeded(leases: list[Lease]) -> list[tuple[Lease, AuditEvent]]:
+            return [(x, AuditEvent("delivery.succeeded")) for x in leases]
+
+        assert await successor.complete_many(succeeded(mine)) == [False] * len(mine)
+        assert await other.complete_many(succeeded(theirs)) == [True] * len(theirs)
+        assert await successor.complete_many(succeeded(again)) == [True] * len(mine)
 
 
 def _child(lease: Lease) -> str:

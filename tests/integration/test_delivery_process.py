@@ -175,3 +175,44 @@ async def test_the_delivery_process_exits_when_the_gateway_is_killed(
     await receiver.wait_for(lambda: all(set(receiver.unique(p)) >= ids for p in (SCHOOL, CSC)), 60)
     _assert_each_recipient_holds_exactly(receiver, ids)
     assert await gw.stop() == 0
+
+
+async def test_a_killed_delivery_process_s_leases_go_out_again_long_before_they_expire(
+    any_backend: BackendUnderTest,  # noqa: F811 - the imported fixture
+    processes: Callable[..., GatewayProcess],  # noqa: F811 - the imported fixture
+    receiver: RecordingReceiver,
+) -> None:
+    """On every store backend: the new child takes back its predecessor's leases (on the
+    scale-out backends by the lease holder id the supervisor gives every child)."""
+    # Given 30 s leases, and a school that is slow to answer, so the delivery process
+    # holds the school's leases while its posts are in flight
+    lease_seconds = 30.0
+    gw = processes(any_backend.settings, {**SEPARATE, "lease_seconds": lease_seconds, "timeout_seconds": 60})
+    receiver.set_behaviour(SCHOOL, delay=5)
+    await gw.start()
+    child = await _delivery_pid(gw)
+    sender = Sender([gw.base], valid_nhs_numbers(6), "lease-release")
+    await sender.run(6)
+    ids = set(sender.accepted.values())
+    assert len(ids) == 6
+    await receiver.wait_for(lambda: receiver.attempts.get(SCHOOL, 0) >= 6, 30)
+    first_attempts = receiver.attempts[SCHOOL]
+    # When the delivery process is killed with those posts in flight, and the school recovers
+    receiver.set_behaviour(SCHOOL)
+    os.kill(child, 9)
+    killed_at = asyncio.get_running_loop().time()
+    await _delivery_pid(gw, other_than=child)
+    # Then the new process sends them again at once, not after the leases expire
+    await receiver.wait_for(
+        lambda: (
+            {r.webhook_id for r in receiver.for_partner(SCHOOL)} >= ids
+            and receiver.attempts[SCHOOL] >= first_attempts + 6
+        ),
+        lease_seconds / 2,
+    )
+    assert asyncio.get_running_loop().time() - killed_at < lease_seconds / 2
+    # and social care, never slow, has everything too, each message once per webhook id
+    await receiver.wait_for(lambda: set(receiver.unique(CSC)) >= ids, lease_seconds / 2)
+    assert asyncio.get_running_loop().time() - killed_at < lease_seconds / 2
+    _assert_each_recipient_holds_exactly(receiver, ids)
+    assert await gw.stop() == 0
