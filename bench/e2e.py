@@ -602,7 +602,7 @@ def main() -> int:
     )
     parser.add_argument(
         "--delivery-process",
-        default="inline",
+        default="separate",
         choices=["inline", "separate"],
         help="delivery.process: the webhook workers on the gateway's event loop, or in their own process",
     )
