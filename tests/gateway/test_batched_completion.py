@@ -18,7 +18,7 @@ from standardwebhooks.webhooks import Webhook
 
 from gateway.audit import AuditEvent, verify_chain
 from gateway.config import DeliverySettings, PartnerDelivery, PartnerRuntime, Secret
-from gateway.crypto import Keyring, generate_keyring
+from gateway.crypto import Keyring
 from gateway.delivery.dispatcher import COMPLETE_LINGER_SECONDS, CompletionBatch, PartnerWorker
 from gateway.metrics import Metrics
 from gateway.server import bound_port
@@ -28,12 +28,6 @@ from tests.support import eventually
 
 SECRET = "whsec_ZmljdGlvbmFsLXRlc3Qtc2lnbmluZy1zZWNyZXQ="
 SLOW_SECONDS = 3.0
-
-
-@pytest.fixture
-async def keyring(tmp_path: Path) -> Keyring:
-    await asyncio.to_thread(generate_keyring, tmp_path / "keyring.json")
-    return await asyncio.to_thread(Keyring.load, tmp_path / "keyring.json")
 
 
 @pytest.fixture

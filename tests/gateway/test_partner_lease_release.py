@@ -5,25 +5,18 @@ per-holder rule of the scale-out backends is in ``test_store_contract``."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from gateway.audit import AuditEvent
-from gateway.crypto import Keyring, generate_keyring
+from gateway.crypto import Keyring
 from gateway.store.base import ReleasesPartnerLeases
 from gateway.store.postgres import PostgresBackend
 from gateway.store.rabbitmq import RabbitQueueBackend
 from gateway.store.sqlite import SqliteBackend
 from tests.gateway.test_store_contract import records
-
-
-@pytest.fixture
-async def keyring(tmp_path: Path) -> Keyring:
-    await asyncio.to_thread(generate_keyring, tmp_path / "keyring.json")
-    return await asyncio.to_thread(Keyring.load, tmp_path / "keyring.json")
 
 
 @pytest.fixture

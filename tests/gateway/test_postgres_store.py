@@ -22,7 +22,7 @@ from gateway.app import create_app
 from gateway.audit import AuditEvent, verify_chain
 from gateway.cli import main
 from gateway.config import load_deployment, load_settings
-from gateway.crypto import Keyring, generate_keyring
+from gateway.crypto import Keyring
 from gateway.errors import ConfigError
 from gateway.store.postgres import PostgresBackend
 from gateway.store.postgres_schema import LATEST, SchemaBehind, current_version, upgrade
@@ -56,12 +56,6 @@ async def backend(dsn: str) -> AsyncIterator[PostgresBackend]:
     await b.open()
     yield b
     await b.close()
-
-
-@pytest.fixture
-async def keyring(tmp_path: Path) -> Keyring:
-    await asyncio.to_thread(generate_keyring, tmp_path / "keyring.json")
-    return await asyncio.to_thread(Keyring.load, tmp_path / "keyring.json")
 
 
 @contextlib.asynccontextmanager

@@ -17,7 +17,7 @@ import aio_pika
 import pytest
 
 from gateway.audit import AuditEvent
-from gateway.crypto import Keyring, generate_keyring
+from gateway.crypto import Keyring
 from gateway.store.base import Lease
 from gateway.store.postgres import PostgresBackend
 from gateway.store.rabbitmq import BrokerUnavailable, RabbitQueueBackend
@@ -51,12 +51,6 @@ async def dsn(pg: PostgresServer) -> AsyncIterator[str]:
 @pytest.fixture
 def prefix(rabbit: RabbitServer) -> str:
     return rabbit.prefix()
-
-
-@pytest.fixture
-async def keyring(tmp_path: Path) -> Keyring:
-    await asyncio.to_thread(generate_keyring, tmp_path / "keyring.json")
-    return await asyncio.to_thread(Keyring.load, tmp_path / "keyring.json")
 
 
 @pytest.fixture

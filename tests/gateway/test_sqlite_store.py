@@ -12,16 +12,10 @@ from pathlib import Path
 import pytest
 
 from gateway.audit import verify_chain
-from gateway.crypto import Keyring, generate_keyring
+from gateway.crypto import Keyring
 from gateway.store.sqlite import SqliteBackend
 from tests.gateway.test_store_contract import records
 from tests.support import read_all
-
-
-@pytest.fixture
-async def keyring(tmp_path: Path) -> Keyring:
-    await asyncio.to_thread(generate_keyring, tmp_path / "keyring.json")
-    return await asyncio.to_thread(Keyring.load, tmp_path / "keyring.json")
 
 
 @pytest.fixture

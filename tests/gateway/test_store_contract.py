@@ -21,7 +21,7 @@ import asyncpg
 import pytest
 
 from gateway.audit import AuditEvent, verify_chain
-from gateway.crypto import Keyring, generate_keyring, rotate_keyring
+from gateway.crypto import Keyring, rotate_keyring
 from gateway.store.base import (
     Backend,
     DecisionRecord,
@@ -39,12 +39,6 @@ from tests.servers import PostgresServer, RabbitServer, postgres_server, rabbitm
 from tests.support import eventually
 
 OpenBackend = Callable[[], Awaitable[Backend]]
-
-
-@pytest.fixture
-async def keyring(tmp_path: Path) -> Keyring:
-    await asyncio.to_thread(generate_keyring, tmp_path / "keyring.json")
-    return await asyncio.to_thread(Keyring.load, tmp_path / "keyring.json")
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "rabbitmq-postgresql"])

@@ -4,30 +4,14 @@ or a withdrawal recorded through one instance is in force on the others within
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from gateway.store.base import StoredConsent
 from gateway.store.sqlite import SqliteBackend
 from tests.conftest import GatewayFactory, RunningGateway
 from tests.integration.test_consent_flow import IG, record_consent, send, status
-from tests.servers import PostgresServer, postgres_server
 from tests.support import CSC, eventually
-
-
-@pytest.fixture
-def pg(request: pytest.FixtureRequest) -> PostgresServer:
-    return postgres_server(request)
-
-
-@pytest.fixture
-async def dsn(pg: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
-    monkeypatch.delenv("GATEWAY_DATABASE_URL", raising=False)
-    async with pg.database() as url:
-        yield url
 
 
 async def taken_in(gw: RunningGateway, record_id: str) -> None:

@@ -4,17 +4,13 @@ gateway instances on one database share the work."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from gateway.audit import verify_chain
 from gateway.store.postgres import PostgresBackend
 from gateway.testing import RecordingReceiver
 from tests.conftest import GatewayFactory, RunningGateway
-from tests.servers import PostgresServer, postgres_server
 from tests.support import (
     CSC,
     POLICE,
@@ -26,18 +22,6 @@ from tests.support import (
     sample_message,
     valid_nhs_numbers,
 )
-
-
-@pytest.fixture
-def pg(request: pytest.FixtureRequest) -> PostgresServer:
-    return postgres_server(request)
-
-
-@pytest.fixture
-async def dsn(pg: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
-    monkeypatch.delenv("GATEWAY_DATABASE_URL", raising=False)
-    async with pg.database() as url:
-        yield url
 
 
 class TestGatewayOnPostgres:

@@ -22,7 +22,7 @@ from gateway.server import start_site
 from gateway.store.rabbitmq import RabbitQueueBackend
 from gateway.testing import RecordingReceiver
 from tests.conftest import RunningGateway
-from tests.servers import PostgresServer, RabbitServer, postgres_server, rabbitmq_server
+from tests.servers import RabbitServer, rabbitmq_server
 from tests.support import (
     CSC,
     POLICE,
@@ -40,20 +40,8 @@ StartGateway = Callable[[], Any]
 
 
 @pytest.fixture
-def pg(request: pytest.FixtureRequest) -> PostgresServer:
-    return postgres_server(request)
-
-
-@pytest.fixture
 def rabbit(request: pytest.FixtureRequest) -> RabbitServer:
     return rabbitmq_server(request)
-
-
-@pytest.fixture
-async def dsn(pg: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
-    monkeypatch.delenv("GATEWAY_DATABASE_URL", raising=False)
-    async with pg.database() as url:
-        yield url
 
 
 @pytest.fixture
