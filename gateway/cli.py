@@ -5,7 +5,7 @@
                                          delivery.process is separate)
     gateway audit verify --config DIR [--expect-head HASH] [--json]
     gateway dead-letters list|replay|replay-original|discard --config DIR ...
-    gateway keys generate|rotate|rewrap ...
+    gateway keys generate|rotate|add|activate|rewrap ...
     gateway db upgrade --config DIR      apply PostgreSQL schema migrations
     gateway policy check|explain|test|diff ...   the IG lead's tools (see docs/policy-tools.md)
     gateway demo --config DIR            the example deployment plus a demo receiver
@@ -26,7 +26,7 @@ from typing import Any
 
 from gateway.audit import AuditRecord, verify_chain
 from gateway.config import Deployment, load_deployment, load_settings
-from gateway.crypto import Keyring, generate_keyring, rotate_keyring
+from gateway.crypto import Keyring, activate_key, add_key, generate_keyring, rotate_keyring
 from gateway.errors import ConfigError
 from gateway.logging import configure_logging
 from gateway.policy_cli import add_policy_parser, run_policy
@@ -118,14 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--reason", required=True, help="why (written to the audit log)")
         p.add_argument("--actor", default="cli", help="who is acting (an operator id)")
 
-    keys = sub.add_parser("keys", help="encryption keys")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    gen = keys_sub.add_parser("generate", help="create a new keyring file (mode 0600)")
-    gen.add_argument("--keyring", type=Path, required=True)
-    rot = keys_sub.add_parser("rotate", help="add a key and make it active; old keys stay to decrypt")
-    _config_arg(rot)
-    rew = keys_sub.add_parser("rewrap", help="re-encrypt stored payloads under the active key")
-    _config_arg(rew)
+    _keys_parser(sub)
     db = sub.add_parser("db", help="database schema (PostgreSQL store)")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     upgrade = db_sub.add_parser(
@@ -342,6 +335,31 @@ async def _replay_original(
     return 1
 
 
+def _keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``gateway keys ...``: generate, rotate (one process), add + activate (a rotation in
+    two steps across processes or instances), rewrap."""
+    keys = sub.add_parser("keys", help="encryption keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    gen = keys_sub.add_parser("generate", help="create a new keyring file (mode 0600)")
+    gen.add_argument("--keyring", type=Path, required=True)
+    rot = keys_sub.add_parser(
+        "rotate", help="add a key and make it active at once (one gateway process); old keys stay to decrypt"
+    )
+    _config_arg(rot)
+    add = keys_sub.add_parser(
+        "add",
+        help="add a key without making it active (step 1 of a rotation across processes or instances)",
+    )
+    _config_arg(add)
+    act = keys_sub.add_parser(
+        "activate", help="make a key already in the keyring the sealing key (step 2, after every restart)"
+    )
+    act.add_argument("key_id", help="the id 'gateway keys add' printed")
+    _config_arg(act)
+    rew = keys_sub.add_parser("rewrap", help="re-encrypt stored payloads under the active key")
+    _config_arg(rew)
+
+
 def _keys(args: argparse.Namespace) -> int:
     if args.keys_command == "generate":
         print(f"created {args.keyring} with active key {generate_keyring(args.keyring)}")
@@ -350,6 +368,20 @@ def _keys(args: argparse.Namespace) -> int:
     if args.keys_command == "rotate":
         kid = rotate_keyring(settings.keyring_path)
         print(f"active key is now {kid}; restart the gateway, then run 'gateway keys rewrap'")
+        return 0
+    if args.keys_command == "add":
+        kid = add_key(settings.keyring_path, activate=False)
+        print(
+            f"added key {kid} (not active); give every instance this keyring and restart them all, "
+            f"then run 'gateway keys activate {kid}'"
+        )
+        return 0
+    if args.keys_command == "activate":
+        activate_key(settings.keyring_path, args.key_id)
+        print(
+            f"active key is now {args.key_id}; restart every instance with this keyring, "
+            "then run 'gateway keys rewrap'"
+        )
         return 0
     keyring = Keyring.load(settings.keyring_path)
 

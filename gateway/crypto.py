@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -117,14 +118,44 @@ def generate_keyring(path: Path) -> str:
     return kid
 
 
-def rotate_keyring(path: Path) -> str:
-    """Add a new key and make it active; old keys stay for decryption. Returns the new id."""
-    doc = json.loads(path.read_text(encoding="utf-8"))
+def add_key(path: Path, *, activate: bool) -> str:
+    """Add a new key to the keyring file; make it the sealing key only if ``activate``.
+    Old keys stay for decryption. Returns the new key's id.
+
+    Adding without activating is the first step of a rotation across several processes or
+    instances: once every one of them has been restarted with the keyring holding the new
+    key, ``activate_key`` makes it the sealing key, and no process ever meets a payload
+    sealed under a key it lacks."""
+    doc = _read(path)
     kid = _new_key_id()
     doc["keys"][kid] = base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()
-    doc["active"] = kid
+    if activate:
+        doc["active"] = kid
     _write_private(path, doc, exclusive=False)
     return kid
+
+
+def activate_key(path: Path, key_id: str) -> None:
+    """Make ``key_id`` (already in the keyring) the key new payloads are sealed with."""
+    doc = _read(path)
+    if key_id not in doc["keys"]:
+        raise ConfigError(
+            f"{path}: key {key_id!r} is not in the keyring (known: {', '.join(sorted(doc['keys']))}); "
+            "add it first with 'gateway keys add'"
+        )
+    doc["active"] = key_id
+    _write_private(path, doc, exclusive=False)
+
+
+def rotate_keyring(path: Path) -> str:
+    """Add a new key and make it active at once (one gateway process: restart it after)."""
+    return add_key(path, activate=True)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    Keyring.load(path)  # the same checks and errors as at start-up
+    doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return doc
 
 
 def _write_private(path: Path, doc: Mapping[str, object], *, exclusive: bool) -> None:

@@ -30,6 +30,8 @@ COMMANDS = [
     ["keys"],
     ["keys", "generate"],
     ["keys", "rotate"],
+    ["keys", "add"],
+    ["keys", "activate"],
     ["keys", "rewrap"],
 ]
 
@@ -99,3 +101,37 @@ class TestKeys:
         db.close()
         assert kid == new.active != old.active
         assert new.open(Sealed(kid, blob), "msg_1") == b"{}"
+
+    def test_staged_rotation_never_leaves_a_process_without_the_sealing_key(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        cfg = write_deployment(tmp_path / "cfg", receiver_base="http://127.0.0.1:9")
+        ring_path = cfg / "data" / "keyring.json"
+        assert main(["keys", "generate", "--keyring", str(ring_path)]) == 0
+        capsys.readouterr()
+        before = Keyring.load(ring_path)  # a process started before the rotation
+
+        # Step 1: the new key is added but not used yet
+        assert main(["keys", "add", "--config", str(cfg)]) == 0
+        new_id = capsys.readouterr().out.split()[2]
+        restarted = Keyring.load(ring_path)  # a process restarted after step 1
+        assert restarted.active == before.active
+        assert new_id in restarted.key_ids
+        assert before.open(restarted.seal(b"step 1", "msg_1"), "msg_1") == b"step 1"
+
+        # Step 2: once every process holds it, it becomes the sealing key
+        assert main(["keys", "activate", new_id, "--config", str(cfg)]) == 0
+        after = Keyring.load(ring_path)
+        assert after.active == new_id
+        assert restarted.open(after.seal(b"step 2", "msg_2"), "msg_2") == b"step 2"
+
+    def test_activating_an_unknown_key_is_refused_and_changes_nothing(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        cfg = write_deployment(tmp_path / "cfg", receiver_base="http://127.0.0.1:9")
+        ring_path = cfg / "data" / "keyring.json"
+        assert main(["keys", "generate", "--keyring", str(ring_path)]) == 0
+        text = ring_path.read_text()
+        assert main(["keys", "activate", "k-not-a-key", "--config", str(cfg)]) == 2
+        assert "'k-not-a-key' is not in the keyring" in capsys.readouterr().err
+        assert ring_path.read_text() == text
