@@ -23,7 +23,9 @@ MAX_JSON_DEPTH = 32
 
 
 def load_json(body: bytes, adapter: str) -> Any:
-    """UTF-8 JSON -> Python values; ``InvalidInput`` on bad encoding, syntax or nesting."""
+    """UTF-8 JSON -> Python values; ``InvalidInput`` on bad encoding (``utf-8``), syntax
+    (``json-syntax``), nesting (``max-depth``), NaN, Infinity or a number too large for a
+    double (``finite-number``) and half a surrogate pair (``unicode``)."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
