@@ -41,7 +41,7 @@ def _children_of(pid: int) -> list[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
             pids = [int(p) for p in fh.read().split()]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # the parent is gone (or being reaped)
         return []
     return [p for p in pids if _alive(p)]
 
@@ -51,7 +51,9 @@ def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
             state = fh.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        # Gone between the listing and the read: reading /proc/PID/stat of a process being
+        # reaped fails with ESRCH (ProcessLookupError), not ENOENT.
         return False
     return state not in ("Z", "X")
 
