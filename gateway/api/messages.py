@@ -7,6 +7,7 @@ import json
 import time
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from canonical import InvalidInput, Violation
@@ -65,9 +66,11 @@ async def _accept(request: web.Request, source: str, started: float) -> web.Resp
     }
     if accepted.warnings:
         document["warnings"] = [w.as_dict() for w in accepted.warnings]
-    return web.json_response(
-        document,
+    # orjson, as for every other JSON the accept path writes (stdlib json cost ~1 % here).
+    return web.Response(
+        body=orjson.dumps(document),
         status=202,
+        content_type="application/json",
         headers={"Location": status_url},
     )
 
