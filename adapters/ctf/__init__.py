@@ -1,15 +1,17 @@
 """Common Transfer File (CTF) XML: a school's pupil records for the next school
 (``application/vnd.gateway.ctf+xml``), one canonical message per pupil.
 
-Supported subset (element names of the DfE CTF specification, section 4.3; every element
-outside it is ignored on parse - not read, not carried - and never rendered):
+Supported subset (element names of the DfE CTF specification, section 4.3, checked against
+public CTF implementations - ``docs/formats/ctf.md``, "What was checked", lists each source
+and the few names no source confirmed; every element outside the subset is ignored on
+parse - not read, not carried - and never rendered):
 
 * ``CTfile/Header``: ``DocumentName`` (must be ``Common Transfer File``), ``DateTime``
   (required), ``SourceSchool`` and ``DestSchool`` (``LEA``, ``Estab``, ``URN``,
   ``SchoolName``). ``CTFversion``, ``DocumentQualifier`` and ``SupplierID`` are read past.
 * ``CTfile/CTFpupilData/Pupil``, per pupil: ``UPN`` (required, check letter verified),
-  ``Surname``, ``Forename``, ``DOB`` (required), ``Sex`` (or ``Gender`` in files before
-  CTF 24: ``M``/``F``/``U``), ``LookedAfter`` (``InCare``, ``CareAuthority``; also accepted
+  ``Surname``, ``Forename``, ``DOB`` (required), ``Sex`` (or ``Gender`` in older files:
+  ``M``/``F``/``U``), ``LookedAfter`` (``InCare``, ``CareAuthority``; also accepted
   inside ``BasicDetails``), ``SENhistory`` (``SEN`` records and ranked ``SENneeds``),
   ``Address`` (``BS7666Address`` or ``AddressLines``, ``PostCode``), ``Phones``, ``Email``,
   ``Contacts/Contact`` (parents and carers: ``Relationship``, names, phones, e-mail) and

@@ -10,7 +10,9 @@ EVENT_TYPE = "education.pupil-transfer"
 PURPOSE = "education-transfer"
 DOCUMENT_NAME = "Common Transfer File"
 CTF_VERSION = "24.0"
-"""Written into rendered files; parse accepts any version with the subset's elements."""
+"""Written into rendered files; parse accepts any version with the subset's elements. DfE's
+own service writes ``25.0`` now; the subset was checked against CTF 24 sources, so this
+stays until it is checked against CTF 25 (``docs/formats/ctf.md``, "What was checked")."""
 SUPPLIER_ID = "mash-gateway"
 DOCUMENT_QUALIFIER = "partial"
 """Rendered files carry only what the recipient may see: a partial transfer, never ``full``."""
@@ -27,7 +29,8 @@ SEX_OUT = {v: k for k, v in SEX_CODES.items()}
 RELATIONSHIP_ROLES = {
     # CBDS "relationship to pupil": parents and carers are the contacts the canonical
     # model has roles for. PAR is what render writes for "parent": the canonical role
-    # does not say mother or father, and writing either would invent it.
+    # does not say mother or father, and writing either would invent it. No public source
+    # for these codes was found: they are unverified (docs/formats/ctf.md).
     "PAR": "parent",
     "PAM": "parent",
     "PAF": "parent",
@@ -41,7 +44,8 @@ RELATIONSHIP_ROLES = {
 }
 ROLE_RELATIONSHIP = {"parent": "PAR", "carer": "CAR"}
 SEN_PROVISION = frozenset({"N", "K", "E", "S", "A", "P"})
-"""N no SEN, K SEN support, E EHC plan; S statement, A/P School Action (Plus) in old files."""
+"""N no SEN, K SEN support, E EHC plan; S statement, A/P School Action (Plus) in old files.
+Not checked against a DfE code set (none was found); ``SEN_TYPES`` likewise."""
 SEN_TYPES = frozenset(
     {"SPLD", "MLD", "SLD", "PMLD", "SEMH", "BESD", "SLCN", "HI", "VI", "MSI", "PD", "ASD", "OTH", "NSA"}
 )

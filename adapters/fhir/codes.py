@@ -90,7 +90,11 @@ ROLE_FROM_V3: Final[Mapping[str, str]] = {
     ),
     **dict.fromkeys(("GUARD", "PRNFOST", "MTHFOST", "FTHFOST"), "carer"),
 }  # fmt: skip
-"""v3 RoleCode on RelatedPerson.relationship -> canonical role (ours takes precedence)."""
+"""v3 RoleCode on RelatedPerson.relationship -> canonical role (ours takes precedence).
+Every code was checked against the HL7 terminology (THO) code system v3-RoleCode 2.2.0:
+all exist, are active and mean what the role says (``docs/formats/fhir-r4.md``, "What was
+checked"). MUST NOT gain a code without such a source: an unknown code is refused, never
+guessed."""
 V3_FOR_ROLE: Final[Mapping[str, str]] = {"parent": "PRN", "sibling": "SIB"}
 """The v3 RoleCode written next to ours on render, where one means the same."""
 

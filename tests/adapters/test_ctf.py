@@ -22,6 +22,7 @@ from stdnum.gb import upn as stdnum_upn
 
 from adapters.base import Adapter, BatchAdapter, NotRenderable
 from adapters.ctf import MAX_PUPILS, MEDIA_TYPE, CtfAdapter
+from adapters.safe_xml import parse_xml
 from canonical import Identifier, InvalidInput, Message, Name, Person, default_dictionary
 
 GOLDEN = Path(__file__).parent / "golden" / "ctf"
@@ -494,6 +495,169 @@ def outcome(call: Callable[[], T]) -> T | InvalidInput:
         return call()
     except InvalidInput as exc:
         return exc
+
+
+# The element names of the subset, each confirmed by at least one public implementation of
+# the DfE CTF (docs/formats/ctf.md, "What was checked", gives the source of each).
+VERIFIED_ELEMENTS = frozenset(
+    {
+        "CTfile", "Header", "DocumentName", "CTFversion", "DateTime", "DocumentQualifier",
+        "SupplierID", "SourceSchool", "DestSchool", "LEA", "Estab", "SchoolName",
+        "CTFpupilData", "Pupil", "UPN", "Surname", "Forename", "DOB", "Sex",
+        "LookedAfter", "InCare", "CareAuthority",
+        "SENhistory", "SEN", "StartDate", "SENprovision", "SENneeds", "SENneed", "SENtypeRank", "SENtype",
+        "Address", "AddressLines", "AddressLine1", "AddressLine2", "AddressLine3", "AddressLine4",
+        "AddressLine5", "PostCode", "Phones", "Phone", "PhoneNo", "Email",
+        "Contacts", "Contact", "Order", "Relationship",
+        "Attendance", "YearData", "Year", "SessionsPossible", "SessionsAuthorised", "SessionsUnauthorised",
+    }
+)  # fmt: skip
+UNVERIFIED_ELEMENTS = frozenset({"URN", "EndDate"})
+"""Written by render, but no public source for them was found (docs/formats/ctf.md)."""
+
+# A file in the shape DfE's own "Get Information About Pupils" service writes (CTF 25):
+# a DateTime without offset, a partial document from a source outside the maintained
+# sector (XXX/XXXX), ``Sex``, and assessments, which the subset does not read.
+DFE_SERVICE_SHAPE = f"""<?xml version="1.0" encoding="UTF-8"?>
+<CTfile>
+  <Header>
+    <DocumentName>Common Transfer File</DocumentName>
+    <CTFversion>25.0</CTFversion>
+    <DateTime>2026-09-03T08:30:00</DateTime>
+    <DocumentQualifier>partial</DocumentQualifier>
+    <DataDescriptor>Demo attainment extract</DataDescriptor>
+    <SupplierID>DEMO</SupplierID>
+    <SourceSchool>
+      <LEA>XXX</LEA>
+      <Estab>XXXX</Estab>
+      <SchoolName>Demo data service</SchoolName>
+      <AcademicYear>2026</AcademicYear>
+    </SourceSchool>
+    <DestSchool>
+      <LEA>801</LEA>
+      <Estab>4001</Estab>
+    </DestSchool>
+  </Header>
+  <CTFpupilData>
+    <Pupil>
+      <UPN>{upn(7)}</UPN>
+      <Surname>Testcase</Surname>
+      <Forename>Robin</Forename>
+      <DOB>2014-11-02</DOB>
+      <Sex>M</Sex>
+      <StageAssessments><KeyStage><Stage>KS2</Stage></KeyStage></StageAssessments>
+    </Pupil>
+  </CTFpupilData>
+</CTfile>
+""".encode()
+
+# The older element set (Gender; contacts with title, middle names, parental responsibility
+# and "address as pupil"; full address and attendance blocks): what a CTF 11/12-era MIS
+# writes. Everything outside the subset must be read past, not carried.
+OLDER_SHAPE_PUPIL = f"""<Pupil>
+      <UPN>{upn(8)}</UPN>
+      <Surname>Testcase</Surname>
+      <Forename>Kit</Forename>
+      <DOB>2013-04-20</DOB>
+      <Gender>F</Gender>
+      <Address>
+        <AddressLines>
+          <AddressLine1>2 Example Road</AddressLine1>
+          <AddressLine2>Testtown</AddressLine2>
+        </AddressLines>
+        <County>Demoshire</County>
+        <PostCode>ZZ99 2ZZ</PostCode>
+        <Country>GBR</Country>
+        <Easting>123456</Easting>
+        <Northing>654321</Northing>
+      </Address>
+      <Contacts>
+        <Contact>
+          <Order>1</Order>
+          <Title>Mx</Title>
+          <Surname>Testcase</Surname>
+          <Forename>Lee</Forename>
+          <MiddleNames>Quinn</MiddleNames>
+          <Gender>U</Gender>
+          <Relationship>PAF</Relationship>
+          <Responsibility>true</Responsibility>
+          <AddressAsPupil>true</AddressAsPupil>
+        </Contact>
+      </Contacts>
+      <Attendance>
+        <YearData>
+          <Year>2024</Year>
+          <LEA>801</LEA>
+          <Estab>2000</Estab>
+          <SchoolName>Riverside Primary (demo)</SchoolName>
+          <SessionsPossible>370</SessionsPossible>
+          <SessionsAttended>352</SessionsAttended>
+          <SessionsAuthorised>15</SessionsAuthorised>
+          <SessionsUnauthorised>3</SessionsUnauthorised>
+          <AttendanceStartDate>2024-09-04</AttendanceStartDate>
+          <AttendanceMarks>/\\/\\</AttendanceMarks>
+        </YearData>
+      </Attendance>
+    </Pupil>"""
+
+
+class TestPublicSourceShapes:
+    """Files in the shapes public implementations write, and the names render may use."""
+
+    def test_a_file_shaped_as_the_dfe_service_writes_it_is_read(self) -> None:
+        message = parse(DFE_SERVICE_SHAPE)
+        child = message.children()[0]
+        assert (child.sex, child.birth_date, child.name) == ("male", "2014-11-02", Name("Robin", "Testcase"))
+        assert message.envelope.occurred_at == "2026-09-03T08:30:00+00:00"
+        assert message.envelope.sender_reference == "ctf:XXXXXXX:20260903T083000:1"
+        transfer = [i.data for i in message.items if i.type == "school-transfer"]
+        assert transfer == [
+            {
+                "source_lea": "XXX",
+                "source_estab": "XXXX",
+                "source_school_name": "Demo data service",
+                "dest_lea": "801",
+                "dest_estab": "4001",
+            }
+        ]
+        assert "KS2" not in json.dumps(message.as_dict())
+
+    def test_the_older_element_set_is_read_and_its_extra_elements_are_not_carried(self) -> None:
+        body = edit(SINGLE.decode().split("<CTFpupilData>")[1].split("</CTFpupilData>")[0], OLDER_SHAPE_PUPIL)
+        message = parse(body)
+        child = message.children()[0]
+        assert child.sex == "female"
+        assert [(a.lines, a.postcode) for a in child.addresses] == [
+            (("2 Example Road", "Testtown"), "ZZ99 2ZZ")
+        ]
+        assert [(p.role, p.name) for p in message.people[1:]] == [("parent", Name("Lee", "Testcase"))]
+        attendance = [i.data for i in message.items if i.category == "education.attendance"]
+        assert attendance == [
+            {
+                "year": "2024",
+                "lea": "801",
+                "estab": "2000",
+                "sessions_possible": 370,
+                "sessions_authorised_absence": 15,
+                "sessions_unauthorised_absence": 3,
+            }
+        ]
+        dumped = json.dumps(message.as_dict())
+        for absent in ("Demoshire", "GBR", "123456", "654321", "Mx", "Quinn", "352", "2024-09-04"):
+            assert absent not in dumped
+
+    def test_render_writes_only_element_names_of_the_checked_subset(self) -> None:
+        written = {el.tag for el in parse_xml(CtfAdapter().render(parse(SINGLE)), "ctf-xml").iter()} | {
+            el.tag for m in batch(BATCH) for el in parse_xml(CtfAdapter().render(m), "ctf-xml").iter()
+        }
+        assert written <= VERIFIED_ELEMENTS | UNVERIFIED_ELEMENTS
+        assert "Gender" not in written  # render writes the current name, Sex
+
+    def test_render_writes_the_header_values_the_sources_show(self) -> None:
+        header = parse_xml(CtfAdapter().render(parse(SINGLE)), "ctf-xml").find("Header")
+        assert header is not None
+        assert header.findtext("DocumentName") == "Common Transfer File"
+        assert header.findtext("DocumentQualifier") == "partial"
 
 
 class TestFuzz:

@@ -123,6 +123,78 @@ class TestGolden:
         }
 
 
+# Every v3 RoleCode the adapter maps, with its display in the HL7 terminology (THO) code
+# system http://terminology.hl7.org/CodeSystem/v3-RoleCode (RoleCode 2.2.0; the same codes
+# and displays in the FHIR R4 4.0.1 value set of 2018-08-12), all of them active. The source
+# of each line is listed in docs/formats/fhir-r4.md; change a code only with a source.
+VERIFIED_V3_ROLES = [
+    ("PRN", "parent", "parent"),
+    ("MTH", "mother", "parent"),
+    ("FTH", "father", "parent"),
+    ("NPRN", "natural parent", "parent"),
+    ("NMTH", "natural mother", "parent"),
+    ("NFTH", "natural father", "parent"),
+    ("STPPRN", "step parent", "parent"),
+    ("STPMTH", "stepmother", "parent"),
+    ("STPFTH", "stepfather", "parent"),
+    ("ADOPTP", "adoptive parent", "parent"),
+    ("ADOPTM", "adoptive mother", "parent"),
+    ("ADOPTF", "adoptive father", "parent"),
+    ("SIB", "sibling", "sibling"),
+    ("BRO", "brother", "sibling"),
+    ("SIS", "sister", "sibling"),
+    ("NSIB", "natural sibling", "sibling"),
+    ("NBRO", "natural brother", "sibling"),
+    ("NSIS", "natural sister", "sibling"),
+    ("HSIB", "half-sibling", "sibling"),
+    ("HBRO", "half-brother", "sibling"),
+    ("HSIS", "half-sister", "sibling"),
+    ("STPSIB", "step sibling", "sibling"),
+    ("GUARD", "guardian", "carer"),
+    ("PRNFOST", "foster parent", "carer"),
+    ("MTHFOST", "foster mother", "carer"),
+    ("FTHFOST", "foster father", "carer"),
+]
+
+
+def _with_v3_role(code: str) -> bytes:
+    """The ED golden Bundle with its RelatedPerson (entry 2) coded ``code`` in v3 RoleCode only."""
+    doc = native("ed-attendance-cp-plan")
+    doc["entry"][2]["resource"]["relationship"] = [{"coding": [{"system": codes.ROLE_CODE, "code": code}]}]
+    return encode(doc)
+
+
+class TestV3RoleCodes:
+    def test_the_mapping_is_exactly_the_verified_table(self) -> None:
+        assert dict(codes.ROLE_FROM_V3) == {code: role for code, _, role in VERIFIED_V3_ROLES}
+        assert len({code for code, _, _ in VERIFIED_V3_ROLES}) == len(VERIFIED_V3_ROLES)
+
+    def test_render_writes_only_verified_codes_of_the_same_meaning(self) -> None:
+        meaning = {code: role for code, _, role in VERIFIED_V3_ROLES}
+        assert {role: meaning[code] for role, code in codes.V3_FOR_ROLE.items()} == {
+            "parent": "parent",
+            "sibling": "sibling",
+        }
+        assert codes.V3_FOR_ROLE == {"parent": "PRN", "sibling": "SIB"}
+
+    @BOTH
+    @pytest.mark.parametrize(
+        ("code", "display", "role"), VERIFIED_V3_ROLES, ids=[c[0] for c in VERIFIED_V3_ROLES]
+    )
+    def test_each_verified_code_gives_its_role(
+        self, adapter: FhirR4Adapter, code: str, display: str, role: str
+    ) -> None:
+        message = adapter.parse(_with_v3_role(code), default_dictionary())
+        assert [(p.ref, p.role) for p in message.people] == [("child-1", "child"), ("parent-1", role)]
+
+    @pytest.mark.parametrize("code", ["GRMTH", "ECON", "MTHINLAW", "NOK", "prn"])
+    def test_a_code_outside_the_table_is_refused_not_guessed(self, code: str) -> None:
+        error = rejection(LIGHT, _with_v3_role(code))
+        assert ("Bundle.entry[2].resource.relationship", "related-person-role") in {
+            (v.field, v.rule) for v in error.violations
+        }
+
+
 def _rejection_cases(group: str) -> list[tuple[str, list[list[str]]]]:
     return sorted(EXPECTED_REJECTIONS[group].items())
 
