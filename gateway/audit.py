@@ -83,17 +83,22 @@ def canonical_json(value: Any) -> str:
 
 
 def chain_hash(prev_hash: str, seq: int, at: str, event: AuditEvent | AuditRecord, data_json: str) -> str:
-    body = canonical_json(
+    """``sha256(prev_hash|canonical JSON of the record's fields|data_json)``, hex.
+
+    The fields' dict is built with its keys already in sorted order, so plain ``orjson``
+    output is the same text as ``canonical_json`` (sorted keys) would give, at less cost;
+    the text MUST stay byte-identical, or stored chains would no longer verify."""
+    body = orjson.dumps(
         {
-            "seq": seq,
+            "actor": event.actor,
             "at": at,
             "kind": event.kind,
             "message_id": event.message_id,
             "partner": event.partner,
-            "actor": event.actor,
+            "seq": seq,
         }
     )
-    return hashlib.sha256(f"{prev_hash}|{body}|{data_json}".encode()).hexdigest()
+    return hashlib.sha256(b"%s|%s|%s" % (prev_hash.encode(), body, data_json.encode())).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

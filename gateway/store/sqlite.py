@@ -15,7 +15,6 @@ it, so the chain stays linear with several writers.
 
 from __future__ import annotations
 
-import json
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -40,8 +39,9 @@ from gateway.store.base import (
     QueueStats,
     RecipientStatus,
 )
-from gateway.store.sqlite_common import append_audit, wall_clock
+from gateway.store.sqlite_common import append_audit, json_list, wall_clock
 from gateway.store.sqlite_consent import ConsentAndReviewOps
+from gateway.store.writer import insert_rows
 
 T = TypeVar("T")
 
@@ -175,27 +175,37 @@ class SqliteBackend(ConsentAndReviewOps):
                         raise IdempotencyMismatch(row[1])
                     return AcceptOutcome(row[1], duplicate=True)
             now = wall_clock()
-            conn.execute(
-                "INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    inbound.message_id,
-                    inbound.source,
-                    inbound.event_type,
-                    inbound.purpose,
-                    inbound.received_at,
-                    inbound.body_sha256,
-                    inbound.canonical.key_id,
-                    inbound.canonical.blob,
-                    json.dumps(list(inbound.subjects)),
-                ),
+            insert_rows(
+                conn,
+                "INSERT INTO messages",
+                9,
+                [
+                    (
+                        inbound.message_id,
+                        inbound.source,
+                        inbound.event_type,
+                        inbound.purpose,
+                        inbound.received_at,
+                        inbound.body_sha256,
+                        inbound.canonical.key_id,
+                        inbound.canonical.blob,
+                        json_list(inbound.subjects),
+                    )
+                ],
             )
             if inbound.idempotency_key is not None:
-                conn.execute(
-                    "INSERT INTO idempotency VALUES (?,?,?,?)",
-                    (inbound.source, inbound.idempotency_key, inbound.body_sha256, inbound.message_id),
+                # Gathered too: a concurrent duplicate in the same batch fails the gathered
+                # insert, and the batch's run with savepoints then finds it by the SELECT above.
+                insert_rows(
+                    conn,
+                    "INSERT INTO idempotency",
+                    4,
+                    [(inbound.source, inbound.idempotency_key, inbound.body_sha256, inbound.message_id)],
                 )
-            conn.executemany(
-                "INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?,?)",
+            insert_rows(
+                conn,
+                "INSERT INTO decisions",
+                9,
                 [
                     (
                         d.decision_id,
@@ -204,18 +214,19 @@ class SqliteBackend(ConsentAndReviewOps):
                         d.effect,
                         d.rule,
                         d.agreement_id,
-                        json.dumps(list(d.released)),
+                        json_list(d.released),
                         d.policy_version,
                         canonical_json(dict(d.detail)),
                     )
                     for d in decisions
                 ],
             )
-            conn.executemany(
+            insert_rows(
+                conn,
                 "INSERT INTO deliveries (id, message_id, decision_id, recipient, order_key, state,"
                 " max_attempts, next_attempt_at, media_type, key_id, payload, created_at, updated_at,"
-                " last_error, consent_records, review_role, review_deadline)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " last_error, consent_records, review_role, review_deadline)",
+                17,
                 [
                     (
                         d.delivery_id,
@@ -232,7 +243,7 @@ class SqliteBackend(ConsentAndReviewOps):
                         now,
                         now,
                         d.dead_error,
-                        json.dumps(list(d.consent_records)) if d.consent_records else None,
+                        json_list(d.consent_records) if d.consent_records else None,
                         d.review_role,
                         d.review_deadline,
                     )
@@ -242,7 +253,8 @@ class SqliteBackend(ConsentAndReviewOps):
             append_audit(conn, audit, now)
             return AcceptOutcome(inbound.message_id, duplicate=False)
 
-        return await self._writer.run(op)
+        # Gathering: an accept reads only the idempotency table (writer module docstring).
+        return await self._writer.run(op, gathers=True)
 
     async def load_canonical(self, message_id: str) -> Sealed | None:
         rows = await self._read("SELECT key_id, payload FROM messages WHERE id=?", (message_id,))
@@ -535,7 +547,7 @@ class SqliteBackend(ConsentAndReviewOps):
                     media_type,
                     payload.key_id,
                     payload.blob,
-                    json.dumps(list(consent_records)) if consent_records else None,
+                    json_list(consent_records) if consent_records else None,
                     delivery_id,
                 ),
             )

@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from gateway.audit import GENESIS, AuditEvent, canonical_json, chain_hash
-from gateway.store.writer import GroupCommitWriter, connect
+from gateway.store.writer import GroupCommitWriter, WriterConnection, connect, insert_rows
 
 
 def wall_clock() -> float:
@@ -23,12 +25,30 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
 
 
+def json_list(values: Sequence[str]) -> str:
+    """A list of strings as compact JSON text (``orjson``; readers parse it with
+    ``json.loads`` or SQLite's ``json_each``, to the same list as the older ``json.dumps``
+    text with spaces)."""
+    return orjson.dumps(list(values)).decode()
+
+
 def append_audit(conn: sqlite3.Connection, events: Sequence[AuditEvent], at: float | None = None) -> None:
-    """Append events to the chain. MUST run inside the caller's write transaction."""
+    """Append events to the chain. MUST run inside the caller's write transaction.
+
+    On the writer's ``WriterConnection`` the head is taken from the connection when an
+    earlier append in the same transaction left it there (the writer forgets it at every
+    BEGIN and rollback), else read from the table. The rows go through ``insert_rows``, so
+    in a batch's first attempt they are gathered, not yet in the table: the head kept on the
+    connection is what chains the next append onto them. Code that appends MUST use this
+    function, never INSERT into ``audit`` itself."""
     if not events:
         return
-    row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, prev = (row[0], row[1]) if row else (0, GENESIS)
+    cached = conn.audit_head if isinstance(conn, WriterConnection) else None
+    if cached is None:
+        row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (row[0], row[1]) if row else (0, GENESIS)
+    else:
+        seq, prev = cached
     when = iso(at if at is not None else wall_clock())
     rows = []
     for ev in events:
@@ -37,7 +57,9 @@ def append_audit(conn: sqlite3.Connection, events: Sequence[AuditEvent], at: flo
         digest = chain_hash(prev, seq, when, ev, data_json)
         rows.append((seq, when, ev.kind, ev.message_id, ev.partner, ev.actor, data_json, prev, digest))
         prev = digest
-    conn.executemany("INSERT INTO audit VALUES (?,?,?,?,?,?,?,?,?)", rows)
+    insert_rows(conn, "INSERT INTO audit", 9, rows)
+    if isinstance(conn, WriterConnection):
+        conn.audit_head = (seq, prev)
 
 
 class SqliteConnections:
@@ -92,3 +114,8 @@ class SqliteConnections:
     def commit_stats(self) -> tuple[int, int]:
         """(batches, operations) committed so far: operations per batch shows group commit."""
         return self._writer.batches, self._writer.operations
+
+    @property
+    def lock_held_seconds(self) -> float:
+        """Seconds the writers' lock was held for this store's batches so far."""
+        return self._writer.lock_held_seconds

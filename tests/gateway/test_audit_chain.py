@@ -6,6 +6,7 @@ both verify, and any change to the stored text must be found.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
 from typing import Any
@@ -88,3 +89,77 @@ class TestVerify:
 @given(json_values)
 def test_canonical_json_matches_the_legacy_form_without_floats(value: Any) -> None:
     assert canonical_json(value) == legacy_json(value)
+
+
+def legacy_chain_hash(prev_hash: str, seq: int, at: str, event: AuditEvent, data_json: str) -> str:
+    """The record hash as first defined: sha256 over ``prev|sorted-keys JSON|data``."""
+    body = legacy_json(
+        {
+            "seq": seq,
+            "at": at,
+            "kind": event.kind,
+            "message_id": event.message_id,
+            "partner": event.partner,
+            "actor": event.actor,
+        }
+    )
+    return hashlib.sha256(f"{prev_hash}|{body}|{data_json}".encode()).hexdigest()
+
+
+class TestChainHash:
+    def test_a_chain_recorded_before_the_faster_hash_still_verifies(self) -> None:
+        # Hashes computed by the earlier implementation (canonical_json with OPT_SORT_KEYS
+        # and an f-string) and kept here as text, so a change of spelling cannot go unseen.
+        first = AuditEvent(
+            "decision.made",
+            {"decision_id": "dec_1", "released": ["identity.core"], "note": "Zoë ✓"},
+            "msg_1",
+            "csc-northshire",
+        )
+        second = AuditEvent("gateway.started", {"n": 1}, None, None, "cli:ops")
+        h1 = "66e952fae72cd979643ada6f253e152cac1ea11c85c66918f721cdab62ca64a3"
+        h2 = "aa38e44df972cdc2eece9c10142dd29e5392ebd8e14557706423286856977bfd"
+        text1 = '{"decision_id":"dec_1","note":"Zoë ✓","released":["identity.core"]}'
+        records = [
+            AuditRecord(
+                1,
+                AT,
+                first.kind,
+                first.message_id,
+                first.partner,
+                first.actor,
+                first.data,
+                GENESIS,
+                h1,
+                text1,
+            ),
+            AuditRecord(
+                2,
+                "2026-12-01T10:00:01.000000+00:00",
+                second.kind,
+                None,
+                None,
+                "cli:ops",
+                {"n": 1},
+                h1,
+                h2,
+                '{"n":1}',
+            ),
+        ]
+        assert canonical_json(dict(first.data)) == text1
+        assert verify_chain(records).ok
+
+    @given(
+        st.text(),
+        st.integers(1, 2**62),
+        st.text(),
+        st.one_of(st.none(), st.text()),
+        st.one_of(st.none(), st.text()),
+        st.text(),
+        st.text(),
+    )
+    def test_matches_the_first_definition(
+        self, kind: str, seq: int, at: str, message_id: str | None, partner: str | None, actor: str, data: str
+    ) -> None:
+        event = AuditEvent(kind, {}, message_id, partner, actor)
+        assert chain_hash(GENESIS, seq, at, event, data) == legacy_chain_hash(GENESIS, seq, at, event, data)
