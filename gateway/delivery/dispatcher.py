@@ -3,7 +3,13 @@ pool, circuit breaker and concurrency limit, so a slow or failing partner never 
 another.
 
 A worker leases a batch of due deliveries (only the head of each (recipient, child) order
-key, so order holds), posts them concurrently, then completes or fails each lease. It sleeps
+key, so order holds), posts them concurrently, then completes or fails each lease. At most
+``concurrency`` posts are in flight: that many runners take the batch's leases in turn
+(one coroutine per runner, not one task per delivery, and no post queued inside the
+connection pool). Every post of a batch MUST end by the batch's deadline, the batch's start
+plus ``timeout_seconds`` (rounded up to a whole second from 5 s, as aiohttp rounds its own
+timeouts): a post that waits for a runner spends its own timeout waiting, exactly as when it
+waited for a pooled connection, so a batch never outlives its leases. It sleeps
 until woken by a new accept, the next retry falls due, or the poll interval passes (which
 also picks up replays made by the CLI from another process).
 
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Protocol, Self
@@ -31,6 +38,7 @@ from typing import Protocol, Self
 import aiohttp
 import structlog
 from cryptography.exceptions import InvalidTag
+from yarl import URL
 
 from gateway.audit import AuditEvent
 from gateway.config import PartnerRuntime
@@ -46,6 +54,22 @@ log = structlog.get_logger("gateway.delivery")
 
 COMPLETE_LINGER_SECONDS = 0.05
 """The longest a finished delivery waits for others before its completion is committed."""
+
+
+def batch_deadline(loop_now: float, timeout: float, ceil_threshold: float = 5.0) -> float:
+    """When every post of a batch started at ``loop_now`` (event-loop time) must have
+    ended: as ``aiohttp.ClientTimeout(total=timeout)`` would time a request started then,
+    rounded up to the whole second when ``timeout >= ceil_threshold`` (aiohttp's default)."""
+    deadline = loop_now + timeout
+    return math.ceil(deadline) if timeout >= ceil_threshold else deadline
+
+
+def post_timeout(deadline: float, loop_now: float) -> aiohttp.ClientTimeout | None:
+    """The total timeout of a post started at ``loop_now`` that must end by ``deadline``, or
+    ``None`` when the deadline has passed (the post MUST NOT be sent: it timed out waiting).
+    No second rounding: the deadline is already rounded."""
+    remaining = deadline - loop_now
+    return aiohttp.ClientTimeout(total=remaining, ceil_threshold=math.inf) if remaining > 0 else None
 
 
 class CompletionBatch:
@@ -121,11 +145,12 @@ class PartnerWorker:
         )
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
-        # Built once per worker, not per delivery: the signer decodes the secret, and the
-        # metric children are dictionary look-ups under a lock.
+        # Built once per worker, not per delivery: the signer decodes the secret and keys
+        # its HMAC, the URL is parsed once, and the metric children are dictionary look-ups
+        # under a lock.
         secret = partner.delivery.secret
         self._signer = WebhookSigner(secret.reveal()) if secret is not None else None
-        self._timeout = aiohttp.ClientTimeout(total=self._settings.timeout_seconds)
+        self._url = URL(partner.delivery.url) if partner.delivery.url is not None else None
         self._delivered = metrics.deliveries.labels(partner.id, "delivered")
         self._delivery_seconds = metrics.delivery_seconds.labels(partner.id)
         self._circuit_open = metrics.circuit_open.labels(partner.id)
@@ -177,21 +202,49 @@ class PartnerWorker:
         if not leases:
             return False
         async with CompletionBatch(self._queue, self.partner.id) as completions:
-            await asyncio.gather(*(self._deliver(lease, completions) for lease in leases))
+            await self._post_all(leases, completions)
         return True
 
-    async def _deliver(self, lease: Lease, completions: CompletionBatch) -> None:
-        assert self._session is not None
-        url = self.partner.delivery.url
+    async def _post_all(self, leases: list[Lease], completions: CompletionBatch) -> None:
+        """Post every lease, at most ``concurrency`` at a time, each by the batch's deadline
+        (see the module docstring). Every lease is attempted once unless a runner raises
+        something other than a ``DeliveryError`` (then its error is raised, as before)."""
+        loop = asyncio.get_running_loop()
+        deadline = batch_deadline(loop.time(), self._settings.timeout_seconds)
+        # The batch's start, for every attempt's duration: as when each post had its own
+        # task started with the batch, the time spent waiting for a free slot counts.
         started = self._clock()
+        todo = iter(leases)  # shared: each lease is taken by exactly one runner
+
+        async def runner() -> None:
+            for lease in todo:
+                await self._deliver(lease, completions, started, post_timeout(deadline, loop.time()))
+
+        runners = min(self._settings.concurrency, len(leases))
+        if runners == 1:
+            await runner()
+        else:
+            await asyncio.gather(*(runner() for _ in range(runners)))
+
+    async def _deliver(
+        self,
+        lease: Lease,
+        completions: CompletionBatch,
+        started: float,
+        timeout: aiohttp.ClientTimeout | None,
+    ) -> None:
+        assert self._session is not None
+        url = self._url
         try:
             if lease.media_type == RENDER_FAILED_MEDIA_TYPE:
                 raise PermanentDeliveryError("the payload could not be rendered", code="render-failed")
             payload = self._open(lease)
+            if timeout is None:
+                raise RetryableDeliveryError("the partner did not answer in time", code="timeout")
             assert url is not None
             assert self._signer is not None
             headers = self._signer.headers(lease.message_id, payload, lease.media_type)
-            await post_webhook(self._session, url, headers, payload, self._timeout)
+            await post_webhook(self._session, url, headers, payload, timeout)
         except DeliveryError as exc:
             await self._failed(lease, exc, started)
             return

@@ -8,10 +8,13 @@ HMAC-SHA256>``). A partner's inbound credentials are never passed on.
 from __future__ import annotations
 
 import asyncio
+import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import aiohttp
 from standardwebhooks.webhooks import Webhook
+from yarl import URL
 
 from gateway.errors import PermanentDeliveryError, RetryableDeliveryError
 
@@ -20,9 +23,10 @@ RETRYABLE_STATUS = frozenset({408, 425, 429})
 
 
 class WebhookSigner:
-    """Signs deliveries for one partner secret. Build it once per partner (the
-    ``standardwebhooks.Webhook`` decodes the secret when built), then ``headers`` per
-    delivery. It holds the secret: it MUST NOT be logged (its ``repr`` hides the secret)."""
+    """Signs deliveries for one partner secret with the ``standardwebhooks`` library. Build
+    it once per partner (the library's ``Webhook`` decodes the secret when built), then
+    ``headers`` per delivery. It holds the secret: it MUST NOT be logged (its ``repr`` hides
+    the secret)."""
 
     __slots__ = ("_webhook",)
 
@@ -35,14 +39,23 @@ class WebhookSigner:
     def headers(
         self, webhook_id: str, payload: bytes, media_type: str, now: datetime | None = None
     ) -> dict[str, str]:
-        """The request headers for one delivery: the Standard Webhooks three and the
-        content type. Nothing else: a partner's inbound credentials are never passed on."""
-        when = now or datetime.now(UTC)
+        """The request headers for one delivery: the Standard Webhooks three, the content
+        type and the user agent. Nothing else: a partner's inbound credentials are never
+        passed on. ``now`` defaults to the wall clock; a naive ``now`` is taken as UTC, as
+        the library does, and an aware one is turned into UTC first (the library would read
+        its wall time as UTC), so ``webhook-timestamp`` is the second the signature covers."""
+        when = (
+            datetime.now(UTC)
+            if now is None
+            else now.astimezone(UTC)
+            if now.tzinfo
+            else now.replace(tzinfo=UTC)
+        )
         return {
             "content-type": media_type,
             "user-agent": USER_AGENT,
             "webhook-id": webhook_id,
-            "webhook-timestamp": str(int(when.timestamp())),
+            "webhook-timestamp": str(math.floor(when.timestamp())),
             "webhook-signature": self._webhook.sign(webhook_id, when, payload.decode()),
         }
 
@@ -56,14 +69,15 @@ def signed_headers(
 
 async def post_webhook(
     session: aiohttp.ClientSession,
-    url: str,
-    headers: dict[str, str],
+    url: str | URL,
+    headers: Mapping[str, str],
     payload: bytes,
     timeout: aiohttp.ClientTimeout,
 ) -> None:
     """One attempt. Returns on 2xx; raises Retryable or Permanent delivery errors with a
     content-free code (the response body is never read into logs or errors). ``timeout``
-    is built once per worker, not per call."""
+    is built once per worker, not per call, and so is ``url`` (a parsed ``yarl.URL``: no
+    parsing per delivery)."""
     try:
         async with session.post(
             url,

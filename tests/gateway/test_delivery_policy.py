@@ -1,13 +1,15 @@
-"""Retry timing and the circuit breaker: pure, with an injected clock."""
+"""Retry timing, the circuit breaker and a batch's deadline: pure, with an injected clock."""
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
 
 from gateway.delivery.backoff import backoff_delay
 from gateway.delivery.circuit import CircuitBreaker, CircuitState
+from gateway.delivery.dispatcher import batch_deadline, post_timeout
 
 
 class TestBackoff:
@@ -43,3 +45,23 @@ class TestCircuitBreaker:
         now[0] += 10
         cb.record_success()
         assert (cb.state, cb.allowed_batch(50)) == (CircuitState.CLOSED, 50)
+
+
+class TestBatchDeadline:
+    def test_is_the_start_plus_the_timeout_rounded_up_to_a_second_from_five_seconds_as_aiohttp(self) -> None:
+        assert batch_deadline(100.25, 10.0) == 111.0
+        assert batch_deadline(100.25, 5.0) == 106.0
+        assert batch_deadline(100.25, 4.5) == pytest.approx(104.75)
+
+    def test_a_post_gets_what_is_left_and_none_once_the_deadline_passed(self) -> None:
+        timeout = post_timeout(111.0, 103.5)
+        assert timeout is not None
+        assert (timeout.total, timeout.connect, timeout.sock_read, timeout.sock_connect) == (
+            7.5,
+            None,
+            None,
+            None,
+        )
+        assert timeout.ceil_threshold == math.inf  # the deadline is rounded once, not per post
+        assert post_timeout(111.0, 111.0) is None
+        assert post_timeout(111.0, 112.0) is None

@@ -3,7 +3,8 @@ delivery afresh with the Standard Webhooks library, and verifiable by it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -38,3 +39,22 @@ class TestWebhookSigner:
 
     def test_repr_hides_the_secret(self) -> None:
         assert "ZmljdGlv" not in repr(WebhookSigner(SECRET))
+
+    def test_without_now_the_timestamp_is_the_current_second(self) -> None:
+        before = int(time.time())
+        headers = WebhookSigner(SECRET).headers("msg_0001", PAYLOAD, "application/json")
+        assert before <= int(headers["webhook-timestamp"]) <= int(time.time())
+        Webhook(SECRET).verify(PAYLOAD, headers, json_parse=False)
+
+    @pytest.mark.parametrize(
+        "now",
+        [
+            datetime.now(UTC).replace(tzinfo=None),  # naive: taken as UTC, as the library does
+            datetime.now(timezone(timedelta(hours=-5))),  # aware, not UTC: the same instant
+        ],
+        ids=["naive", "aware-not-utc"],
+    )
+    def test_the_timestamp_header_is_the_second_the_signature_covers(self, now: datetime) -> None:
+        headers = WebhookSigner(SECRET).headers("msg_0001", PAYLOAD, "application/json", now)
+        assert abs(int(headers["webhook-timestamp"]) - time.time()) < 5
+        Webhook(SECRET).verify(PAYLOAD, headers, json_parse=False)  # raises if it does not verify
