@@ -9,7 +9,6 @@ answers one chosen message slowly.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,23 +20,13 @@ from gateway.config import DeliverySettings, PartnerDelivery, PartnerRuntime, Se
 from gateway.crypto import Keyring
 from gateway.delivery.dispatcher import COMPLETE_LINGER_SECONDS, CompletionBatch, PartnerWorker
 from gateway.metrics import Metrics
-from gateway.server import bound_port
+from gateway.server import start_site
 from gateway.store.sqlite import SqliteBackend
 from tests.gateway.test_store_contract import records
 from tests.support import eventually
 
 SECRET = "whsec_ZmljdGlvbmFsLXRlc3Qtc2lnbmluZy1zZWNyZXQ="
 SLOW_SECONDS = 3.0
-
-
-@pytest.fixture
-async def backend(tmp_path: Path) -> AsyncIterator[SqliteBackend]:
-    b = SqliteBackend(tmp_path / "gw.db")
-    await b.open()
-    try:
-        yield b
-    finally:
-        await b.close()
 
 
 class SlowReceiver:
@@ -62,11 +51,7 @@ class SlowReceiver:
     async def __aenter__(self) -> SlowReceiver:
         app = web.Application()
         app.router.add_post("/csc", self._receive)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = bound_port(site)
+        self._runner, self.port = await start_site(app, "127.0.0.1", 0)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -7,11 +7,8 @@ records each request's headers and body, and can hold answers back until the tes
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
@@ -20,22 +17,12 @@ from gateway.crypto import Keyring
 from gateway.delivery.dispatcher import PartnerWorker
 from gateway.delivery.webhook import USER_AGENT
 from gateway.metrics import Metrics
-from gateway.server import bound_port
+from gateway.server import start_site
 from gateway.store.sqlite import SqliteBackend
 from tests.gateway.test_store_contract import records
 
 SECRET = "whsec_ZmljdGlvbmFsLXRlc3Qtc2lnbmluZy1zZWNyZXQ="
 PAYLOAD = b"CANARY-PLAINTEXT-42"  # what ``records`` seals as each delivery's payload
-
-
-@pytest.fixture
-async def backend(tmp_path: Path) -> AsyncIterator[SqliteBackend]:
-    b = SqliteBackend(tmp_path / "gw.db")
-    await b.open()
-    try:
-        yield b
-    finally:
-        await b.close()
 
 
 @dataclass
@@ -65,11 +52,7 @@ class HeaderReceiver:
     async def __aenter__(self) -> HeaderReceiver:
         app = web.Application()
         app.router.add_post("/csc", self._receive)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = bound_port(site)
+        self._runner, self.port = await start_site(app, "127.0.0.1", 0)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

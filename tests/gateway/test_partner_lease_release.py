@@ -5,10 +5,7 @@ per-holder rule of the scale-out backends is in ``test_store_contract``."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from gateway.audit import AuditEvent
 from gateway.crypto import Keyring
@@ -17,16 +14,6 @@ from gateway.store.postgres import PostgresBackend
 from gateway.store.rabbitmq import RabbitQueueBackend
 from gateway.store.sqlite import SqliteBackend
 from tests.gateway.test_store_contract import records
-
-
-@pytest.fixture
-async def backend(tmp_path: Path) -> AsyncIterator[SqliteBackend]:
-    b = SqliteBackend(tmp_path / "gw.db")
-    await b.open()
-    try:
-        yield b
-    finally:
-        await b.close()
 
 
 class TestReleaseLeasesOf:

@@ -34,14 +34,6 @@ async def writer(tmp_path: Path) -> AsyncIterator[GroupCommitWriter]:
     await w.stop()
 
 
-@pytest.fixture
-async def backend(tmp_path: Path) -> AsyncIterator[SqliteBackend]:
-    b = SqliteBackend(tmp_path / "gw.db")
-    await b.open()
-    yield b
-    await b.close()
-
-
 async def one_batch(writer: GroupCommitWriter, ops: list[Op]) -> list[Any]:
     """Run ``ops`` in one batch. Returns each op's value or exception."""
     return await calls_in_one_batch(writer, [writer.run(op) for op in ops])

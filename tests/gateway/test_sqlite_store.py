@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,6 @@ from gateway.crypto import Keyring
 from gateway.store.sqlite import SqliteBackend
 from tests.gateway.test_store_contract import records
 from tests.support import read_all
-
-
-@pytest.fixture
-async def backend(tmp_path: Path) -> AsyncIterator[SqliteBackend]:
-    b = SqliteBackend(tmp_path / "gw.db")
-    await b.open()
-    yield b
-    await b.close()
 
 
 class TestAccept:
