@@ -109,7 +109,8 @@ has at most 7 statement texts (1..64 rows), all kept by ``sqlite3``'s statement 
 
 def insert_rows(conn: sqlite3.Connection, head: str, width: int, rows: Sequence[Sequence[Any]]) -> None:
     """Insert ``rows`` (each ``width`` values) as multi-row INSERTs; on the writer's
-    connection, in the attempt without savepoints, gathered until the batch's end.
+    connection, for an operation run with ``gathers=True`` in the attempt without
+    savepoints, gathered until its run of gathering operations ends (module docstring).
     ``head`` (the SQL before ``VALUES``) MUST be a fixed string, never built from a value."""
     if not rows:
         return
