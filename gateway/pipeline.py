@@ -353,16 +353,19 @@ class Pipeline:
         delivery's recipient with the policy and consent registry in force now (the same
         ``decide`` call as ingest), redacts, renders in the recipient's current format, seals
         under the delivery id and hands it to ``requeue_with_payload``: one transaction
-        replaces the payload and media type, resets the delivery to ``ready`` with its
-        attempts reset (same delivery id and message id) and audits ``decision.made`` and
+        records the new decision in ``decisions`` and points the delivery at it, replaces the
+        payload and media type, resets the delivery to ``ready`` with its attempts reset
+        (same delivery id and message id) and audits ``decision.made`` and
         ``delivery.replayed_from_original`` (reason, actor, the new decision's explanation).
 
         MUST NOT release more than the current policy allows: only a ``permit`` queues
         anything. Any other outcome (agreement expired, consent withdrawn, held for review)
-        and a renderer that still fails queue nothing; the delivery stays dead and the new
-        decision is audited (``decision.made``, as at ingest). Returns ``None`` when the id is
-        not a dead letter (or its message is gone). Neither the answer nor the audit nor a log
-        line carries content: ids, effects, rules and error codes only.
+        and a renderer that still fails queue nothing; the delivery stays dead (pointing at
+        its old decision) and the new decision is recorded with its ``decision.made`` event
+        in one transaction (``record_decision``), as at ingest. Either way the sender's status
+        then shows the new decision for the recipient. Returns ``None`` when the id is not a
+        dead letter (or its message is gone). Neither the answer nor the audit nor a log line
+        carries content: ids, effects, rules and error codes only.
         """
         letter = await self._store.dead_letter(delivery_id)
         if letter is None:
@@ -375,15 +378,26 @@ class Pipeline:
         decision = decide(message, recipient, self._policy.current, self._now(), self._consents)
         self._metrics.decisions.labels(decision.effect.value, decision.rule).inc()
         explanation = decision.as_dict()
+        record = DecisionRecord(
+            new_id("dec"),
+            letter.message_id,
+            recipient,
+            decision.effect.value,
+            decision.rule,
+            decision.agreement_id,
+            tuple(sorted(decision.released)),
+            decision.policy_version,
+            explanation,
+        )
         decided: dict[str, object] = {
-            "decision_id": new_id("dec"),
+            "decision_id": record.decision_id,
             **explanation,
             "replay_of": delivery_id,
             "reason": reason,
         }
         events = [AuditEvent("decision.made", decided, letter.message_id, recipient, actor)]
         if decision.effect is not Effect.PERMIT:
-            await self._store.append_audit(events)
+            await self._store.record_decision(record, events)
             log.info(
                 "delivery.replay_from_original_refused",
                 delivery_id=delivery_id,
@@ -398,7 +412,7 @@ class Pipeline:
         payload, media_type, render_error = self._redact_and_render(message, decision)
         if render_error is not None:
             decided["error"] = render_error
-            await self._store.append_audit(events)
+            await self._store.record_decision(record, events)
             return ReplayFromOriginal(
                 delivery_id,
                 letter.message_id,
@@ -427,6 +441,7 @@ class Pipeline:
         )
         requeued = await self._store.requeue_with_payload(
             delivery_id,
+            record,
             self._keyring.seal(payload, delivery_id),
             media_type,
             events,

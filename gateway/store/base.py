@@ -18,6 +18,11 @@ Contracts every backend MUST keep:
 * A dead letter returns to the queue only by ``replay`` (the stored payload again) or
   ``requeue_with_payload`` (a payload rebuilt from the original message), each audited in
   the same transaction, always under the same delivery id and message id.
+* Every decision is a row in ``decisions``, with its ``decision.made`` audit event in the
+  same transaction: at ingest (``accept``), on a replay from the original that queues
+  (``requeue_with_payload``, which also points the delivery at it) and on one that does not
+  (``record_decision``). A row is never updated or deleted: ``message_status`` shows the
+  newest decision per recipient, the older ones stay (and stay in the audit).
 """
 
 from __future__ import annotations
@@ -232,7 +237,16 @@ class Store(Protocol):
     ) -> AcceptOutcome:
         """Atomic, durable accept. Raises ``IdempotencyMismatch``."""
 
-    async def message_status(self, message_id: str) -> MessageStatus | None: ...
+    async def message_status(self, message_id: str) -> MessageStatus | None:
+        """The message and, per recipient (once each, in the order of their first decision),
+        its newest decision and the recipient's delivery (if any: a delivery refused on a
+        replay from the original stays dead beside the new deny). ``None`` if unknown."""
+
+    async def record_decision(self, decision: DecisionRecord, audit: Sequence[AuditEvent]) -> None:
+        """Insert a decision that queues nothing (a replay from the original the current
+        policy refuses, or whose rendering failed again) and append ``audit``, in one
+        transaction. MUST NOT touch any delivery: the delivery keeps its old decision."""
+
     async def load_canonical(self, message_id: str) -> Sealed | None:
         """The message's sealed canonical copy (sealed under the message id), or ``None``."""
 
@@ -267,18 +281,22 @@ class Queue(Protocol):
     async def requeue_with_payload(
         self,
         delivery_id: str,
+        decision: DecisionRecord,
         payload: Sealed,
         media_type: str,
         audit: Sequence[AuditEvent],
         consent_records: Sequence[str] = (),
     ) -> bool:
-        """Replay from the original: in one transaction, replace a dead delivery's payload
-        (already sealed under the delivery id), media type and the consent records its
-        release relies on, return it to ``ready`` with its attempts reset (same delivery id
-        and message id: recipients de-duplicate by message id), and append ``audit``.
+        """Replay from the original: in one transaction, insert the new ``decision`` (a new
+        decision id, the delivery's message id and recipient) and point the delivery at it,
+        replace a dead delivery's payload (already sealed under the delivery id), media type
+        and the consent records its release relies on, return it to ``ready`` with its
+        attempts reset (same delivery id and message id: recipients de-duplicate by message
+        id), and append ``audit``.
 
-        Only for a delivery in state ``dead``: for any other (or unknown) id nothing is
-        written, the audit events included, and the answer is ``False``."""
+        Only for a delivery in state ``dead`` whose message id and recipient are the
+        decision's: for any other (or unknown) id nothing is written, neither the decision
+        nor the audit events, and the answer is ``False``."""
 
     async def ready_recipients(self) -> list[str]:
         """Recipients with deliveries due now (for worker wake-up after restarts)."""

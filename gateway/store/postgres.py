@@ -107,6 +107,27 @@ FROM target WHERE q.seq = target.seq
 """Return to the queue the leases of recipients ``$1`` whose token starts with ``$2``."""
 
 
+_INSERT_DECISION = (
+    "INSERT INTO decisions (id, message_id, recipient, effect, rule, agreement_id,"
+    " released, policy_version, detail) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9::jsonb)"
+)
+
+
+def _decision_row(d: DecisionRecord) -> tuple[object, ...]:
+    """``d`` as ``_INSERT_DECISION``'s arguments."""
+    return (
+        d.decision_id,
+        d.message_id,
+        d.recipient,
+        d.effect,
+        d.rule,
+        d.agreement_id,
+        list(d.released),
+        d.policy_version,
+        canonical_json(dict(d.detail)),
+    )
+
+
 def _initial_state(d: DeliveryRecord) -> DeliveryState:
     if d.dead_error:
         return DeliveryState.DEAD
@@ -151,24 +172,7 @@ class PostgresBackend(PostgresConsentAndReviewOps):
                 list(inbound.subjects),
             )
             if decisions:
-                await conn.executemany(
-                    "INSERT INTO decisions (id, message_id, recipient, effect, rule, agreement_id,"
-                    " released, policy_version, detail) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9::jsonb)",
-                    [
-                        (
-                            d.decision_id,
-                            d.message_id,
-                            d.recipient,
-                            d.effect,
-                            d.rule,
-                            d.agreement_id,
-                            list(d.released),
-                            d.policy_version,
-                            canonical_json(dict(d.detail)),
-                        )
-                        for d in decisions
-                    ],
-                )
+                await conn.executemany(_INSERT_DECISION, [_decision_row(d) for d in decisions])
             if deliveries:
                 # Sorted, so two accepts sharing order keys always lock in the same order.
                 locks = sorted({_order_lock(d.order_key) for d in deliveries})
@@ -241,10 +245,20 @@ class PostgresBackend(PostgresConsentAndReviewOps):
             )
             if msg is None:
                 return None
+            # Per recipient its newest decision, listed in the order of the recipient's
+            # first decision; beside it the recipient's delivery (one per message and
+            # recipient), whichever decision it was queued under. "Newest" is the highest
+            # identity ``seq``, no migration needed: a message's later decision (a replay
+            # from the original) is inserted only after its ingest committed, so it draws a
+            # higher seq; two replays racing draw distinct seqs and either is a valid latest.
             rows = await conn.fetch(
-                "SELECT d.recipient, d.effect, d.rule, q.id, q.state, q.attempts, q.delivered_at"
-                " FROM decisions d LEFT JOIN deliveries q ON q.decision_id = d.id"
-                " WHERE d.message_id=$1 ORDER BY d.seq",
+                "SELECT d.recipient, d.effect, d.rule, q.id, q.state, q.attempts, q.delivered_at FROM ("
+                "SELECT message_id, recipient, effect, rule,"
+                " row_number() OVER (PARTITION BY recipient ORDER BY seq DESC) AS newest,"
+                " min(seq) OVER (PARTITION BY recipient) AS first"
+                " FROM decisions WHERE message_id=$1) d"
+                " LEFT JOIN deliveries q ON q.message_id = d.message_id AND q.recipient = d.recipient"
+                " WHERE d.newest = 1 ORDER BY d.first",
                 message_id,
             )
         return MessageStatus(
@@ -258,6 +272,12 @@ class PostgresBackend(PostgresConsentAndReviewOps):
     async def append_audit(self, events: Sequence[AuditEvent]) -> None:
         async with self._tx() as conn:
             await append_audit(conn, events)
+
+    async def record_decision(self, decision: DecisionRecord, audit: Sequence[AuditEvent]) -> None:
+        """See ``Store.record_decision``: the decision row and its audit events, one transaction."""
+        async with self._tx() as conn:
+            await conn.execute(_INSERT_DECISION, *_decision_row(decision))
+            await append_audit(conn, audit)
 
     async def audit_records(self, batch: int = 1000) -> AsyncIterator[AuditRecord]:
         after = 0
@@ -458,6 +478,7 @@ class PostgresBackend(PostgresConsentAndReviewOps):
     async def requeue_with_payload(
         self,
         delivery_id: str,
+        decision: DecisionRecord,
         payload: Sealed,
         media_type: str,
         audit: Sequence[AuditEvent],
@@ -466,20 +487,32 @@ class PostgresBackend(PostgresConsentAndReviewOps):
         """See ``Queue.requeue_with_payload``. Also returns the delivery to the RabbitMQ
         backend's outbox (``published = FALSE``), whichever backend object runs it."""
         async with self._tx() as conn:
+            # Locked first: FOR UPDATE re-reads a row changed meanwhile (READ COMMITTED), so
+            # of two racing replays only one finds it dead; a refusal writes nothing, and the
+            # decision is inserted before the delivery references it.
+            dead = await conn.fetchval(
+                "SELECT TRUE FROM deliveries WHERE id=$1 AND state='dead' AND message_id=$2"
+                " AND recipient=$3 FOR UPDATE",
+                delivery_id,
+                decision.message_id,
+                decision.recipient,
+            )
+            if not dead:
+                return False
             now = wall_clock()
-            status = await conn.execute(
+            await conn.execute(_INSERT_DECISION, *_decision_row(decision))
+            await conn.execute(
                 "UPDATE deliveries SET state='ready', attempts=0, next_attempt_at=$1, updated_at=$1,"
-                " media_type=$2, key_id=$3, payload=$4, consent_records=$5, published=FALSE,"
-                " lease_token=NULL, lease_until=NULL WHERE id=$6 AND state='dead'",
+                " media_type=$2, key_id=$3, payload=$4, consent_records=$5, decision_id=$6,"
+                " published=FALSE, lease_token=NULL, lease_until=NULL WHERE id=$7",
                 now,
                 media_type,
                 payload.key_id,
                 payload.blob,
                 list(consent_records) if consent_records else None,
+                decision.decision_id,
                 delivery_id,
             )
-            if status.split()[-1] != "1":
-                return False
             await append_audit(conn, audit, now)
         return True
 

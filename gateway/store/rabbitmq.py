@@ -527,14 +527,16 @@ class RabbitQueueBackend(PostgresBackend):
     async def requeue_with_payload(
         self,
         delivery_id: str,
+        decision: DecisionRecord,
         payload: Sealed,
         media_type: str,
         audit: Sequence[AuditEvent],
         consent_records: Sequence[str] = (),
     ) -> bool:
-        """Replay from the original (same ids, new payload), republished to the broker."""
+        """Replay from the original (same ids, new payload and decision), republished to the
+        broker (the decision is recorded in PostgreSQL, as every decision)."""
         requeued = await super().requeue_with_payload(
-            delivery_id, payload, media_type, audit, consent_records
+            delivery_id, decision, payload, media_type, audit, consent_records
         )
         if requeued:
             await self._republish(delivery_id)

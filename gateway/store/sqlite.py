@@ -142,6 +142,28 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 _OPEN_STATES = (DeliveryState.READY.value, DeliveryState.LEASED.value)
 
 
+_INSERT_DECISION = (
+    "INSERT INTO decisions (id, message_id, recipient, effect, rule, agreement_id, released,"
+    " policy_version, detail) VALUES (?,?,?,?,?,?,?,?,?)"
+)
+"""One decision outside an accept (a replay from the original): not gathered."""
+
+
+def _decision_row(d: DecisionRecord) -> tuple[object, ...]:
+    """``d`` in ``decisions`` column order (as ``accept`` inserts it)."""
+    return (
+        d.decision_id,
+        d.message_id,
+        d.recipient,
+        d.effect,
+        d.rule,
+        d.agreement_id,
+        json_list(d.released),
+        d.policy_version,
+        canonical_json(dict(d.detail)),
+    )
+
+
 def _initial_state(d: DeliveryRecord) -> DeliveryState:
     if d.dead_error:
         return DeliveryState.DEAD
@@ -206,20 +228,7 @@ class SqliteBackend(ConsentAndReviewOps):
                 conn,
                 "INSERT INTO decisions",
                 9,
-                [
-                    (
-                        d.decision_id,
-                        d.message_id,
-                        d.recipient,
-                        d.effect,
-                        d.rule,
-                        d.agreement_id,
-                        json_list(d.released),
-                        d.policy_version,
-                        canonical_json(dict(d.detail)),
-                    )
-                    for d in decisions
-                ],
+                [_decision_row(d) for d in decisions],
             )
             insert_rows(
                 conn,
@@ -266,10 +275,18 @@ class SqliteBackend(ConsentAndReviewOps):
         )
         if not msg:
             return None
+        # Per recipient its newest decision (the highest rowid: decisions are only ever
+        # inserted, so a later insert has a higher rowid), listed in the order of the
+        # recipient's first decision; beside it the recipient's delivery (one per message and
+        # recipient), whichever decision it was queued under.
         rows = await self._read(
-            "SELECT d.recipient, d.effect, d.rule, q.id, q.state, q.attempts, q.delivered_at"
-            " FROM decisions d LEFT JOIN deliveries q ON q.decision_id = d.id"
-            " WHERE d.message_id=? ORDER BY d.rowid",
+            "SELECT d.recipient, d.effect, d.rule, q.id, q.state, q.attempts, q.delivered_at FROM ("
+            "SELECT message_id, recipient, effect, rule,"
+            " ROW_NUMBER() OVER (PARTITION BY recipient ORDER BY rowid DESC) AS newest,"
+            " MIN(rowid) OVER (PARTITION BY recipient) AS first"
+            " FROM decisions WHERE message_id=?) d"
+            " LEFT JOIN deliveries q ON q.message_id = d.message_id AND q.recipient = d.recipient"
+            " WHERE d.newest = 1 ORDER BY d.first",
             (message_id,),
         )
         return MessageStatus(
@@ -282,6 +299,15 @@ class SqliteBackend(ConsentAndReviewOps):
 
     async def append_audit(self, events: Sequence[AuditEvent]) -> None:
         await self._writer.run(lambda conn: append_audit(conn, events))
+
+    async def record_decision(self, decision: DecisionRecord, audit: Sequence[AuditEvent]) -> None:
+        """See ``Store.record_decision``: the decision row and its audit events, one transaction."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(_INSERT_DECISION, _decision_row(decision))
+            append_audit(conn, audit)
+
+        await self._writer.run(op)
 
     async def audit_records(self, batch: int = 1000) -> AsyncIterator[AuditRecord]:
         after = 0
@@ -527,20 +553,30 @@ class SqliteBackend(ConsentAndReviewOps):
     async def requeue_with_payload(
         self,
         delivery_id: str,
+        decision: DecisionRecord,
         payload: Sealed,
         media_type: str,
         audit: Sequence[AuditEvent],
         consent_records: Sequence[str] = (),
     ) -> bool:
-        """See ``Queue.requeue_with_payload``: only a dead letter, payload and state in one
-        transaction with the audit events."""
+        """See ``Queue.requeue_with_payload``: only a dead letter of the decision's message
+        and recipient; the decision, payload, state and audit events in one transaction."""
 
         def op(conn: sqlite3.Connection) -> bool:
+            # Checked first (BEGIN IMMEDIATE: no other writer until COMMIT), so a refusal
+            # writes nothing, and the decision exists before the delivery references it.
+            dead = conn.execute(
+                "SELECT 1 FROM deliveries WHERE id=? AND state='dead' AND message_id=? AND recipient=?",
+                (delivery_id, decision.message_id, decision.recipient),
+            ).fetchone()
+            if dead is None:
+                return False
             now = wall_clock()
-            cur = conn.execute(
+            conn.execute(_INSERT_DECISION, _decision_row(decision))
+            conn.execute(
                 "UPDATE deliveries SET state='ready', attempts=0, next_attempt_at=?, updated_at=?,"
-                " media_type=?, key_id=?, payload=?, consent_records=?, lease_token=NULL, lease_until=NULL"
-                " WHERE id=? AND state='dead'",
+                " media_type=?, key_id=?, payload=?, consent_records=?, decision_id=?,"
+                " lease_token=NULL, lease_until=NULL WHERE id=? AND state='dead'",
                 (
                     now,
                     now,
@@ -548,11 +584,10 @@ class SqliteBackend(ConsentAndReviewOps):
                     payload.key_id,
                     payload.blob,
                     json_list(consent_records) if consent_records else None,
+                    decision.decision_id,
                     delivery_id,
                 ),
             )
-            if cur.rowcount != 1:
-                return False
             append_audit(conn, audit, now)
             return True
 

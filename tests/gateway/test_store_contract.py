@@ -29,6 +29,7 @@ from gateway.store.base import (
     IdempotencyMismatch,
     InboundRecord,
     Lease,
+    MessageStatus,
     ReleasesPartnerLeases,
     StoredConsent,
 )
@@ -156,6 +157,50 @@ async def audit_kinds(backend: Backend) -> list[str]:
     return [r.kind async for r in backend.audit_records()]
 
 
+def redecided(
+    decision_id: str,
+    effect: str = "permit",
+    rule: str = "permit",
+    *,
+    message_id: str = "msg_0001",
+    recipient: str = "csc",
+) -> DecisionRecord:
+    """A decision as a replay from the original makes it (new id, same message and recipient)."""
+    return DecisionRecord(
+        decision_id, message_id, recipient, effect, rule, "agr-2", (), "v2", {"replay_of": "dlv_0001"}
+    )
+
+
+async def decision_of(backend: Backend, delivery_id: str) -> str | None:
+    """The decision id a delivery points at, read from the store itself (no interface has it)."""
+    if isinstance(backend, PostgresBackend):
+        found = await backend.pool.fetchval("SELECT decision_id FROM deliveries WHERE id=$1", delivery_id)
+        return str(found) if found is not None else None
+    assert isinstance(backend, SqliteBackend)
+    path = backend.path
+
+    def read() -> str | None:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            row = db.execute("SELECT decision_id FROM deliveries WHERE id=?", (delivery_id,)).fetchone()
+        return str(row[0]) if row is not None else None
+
+    return await asyncio.to_thread(read)
+
+
+async def dead_lettered(backend: Backend, keyring: Keyring, n: int = 1) -> None:
+    """Accept message ``n`` for csc and dead-letter its delivery (a failure without retry)."""
+    await backend.accept(*records(keyring, n))
+    (lease,) = await backend.lease("csc", 1, 30)
+    assert lease.delivery_id == f"dlv_{n:04d}"
+    await backend.fail(lease, "render-failed:RuntimeError", None, AuditEvent("delivery.attempt_failed"))
+    assert await backend.dead_letter(f"dlv_{n:04d}") is not None
+
+
+def shown(status: MessageStatus | None) -> list[tuple[str, str, str, str | None, str | None]]:
+    assert status is not None
+    return [(r.recipient, r.effect, r.rule, r.delivery_id, r.state) for r in status.recipients]
+
+
 class TestAccept:
     async def test_idempotency_same_body_returns_first_different_body_conflicts(
         self, backend: Backend, keyring: Keyring
@@ -280,22 +325,27 @@ class TestLeaseOrder:
         event = AuditEvent(
             "delivery.replayed_from_original", {"reason": "renderer fixed"}, "msg_0001", "csc", "op"
         )
+        new = redecided("dec_0001r")
         assert await backend.dead_letter("dlv_0001") is None
-        assert not await backend.requeue_with_payload("dlv_0001", rebuilt, "application/x-new", [event])
+        assert not await backend.requeue_with_payload("dlv_0001", new, rebuilt, "application/x-new", [event])
         (lease,) = await backend.lease("csc", 1, 30)
         await backend.fail(lease, "render-failed:RuntimeError", None, AuditEvent("delivery.attempt_failed"))
         letter = await backend.dead_letter("dlv_0001")
         assert letter is not None
         assert (letter.message_id, letter.recipient, letter.attempts) == ("msg_0001", "csc", 1)
-        assert not await backend.requeue_with_payload("dlv_nope", rebuilt, "application/x-new", [event])
+        assert not await backend.requeue_with_payload("dlv_nope", new, rebuilt, "application/x-new", [event])
         # When it is requeued with a new payload
         assert await backend.requeue_with_payload(
-            "dlv_0001", rebuilt, "application/x-new", [event], consent_records=("con_9",)
+            "dlv_0001", new, rebuilt, "application/x-new", [event], consent_records=("con_9",)
         )
         # Then it is ready again with the same ids, the new payload, attempts reset, audited once
         assert await backend.dead_letter("dlv_0001") is None
         assert await backend.dead_letters(None, 10) == []
-        assert not await backend.requeue_with_payload("dlv_0001", rebuilt, "application/x-new", [event])
+        again_new = redecided("dec_0001s")
+        assert not await backend.requeue_with_payload(
+            "dlv_0001", again_new, rebuilt, "application/x-new", [event]
+        )
+        assert await decision_of(backend, "dlv_0001") == "dec_0001r"
 
         again: list[Lease] = []
 
@@ -709,3 +759,123 @@ class TestAuditChain:
         result = verify_chain([r async for r in instances[0].audit_records()])
         assert result.problems == ()
         assert result.records == 40 * 3
+
+
+class TestReplayFromOriginalDecisions:
+    """A replay from the original decides again: the new decision is a row in ``decisions``
+    (re-pointing the delivery when it queues), and the status shows it."""
+
+    async def test_requeue_inserts_the_decision_and_points_the_delivery_at_it(
+        self, backend: Backend, keyring: Keyring
+    ) -> None:
+        # Given a dead letter queued under its ingest decision
+        await dead_lettered(backend, keyring)
+        assert await decision_of(backend, "dlv_0001") == "dec_0001"
+        rebuilt = keyring.seal(b"REBUILT", "dlv_0001")
+        event = AuditEvent("delivery.replayed_from_original", {"reason": "r"}, "msg_0001", "csc", "op")
+        # When it is requeued with a new decision
+        assert await backend.requeue_with_payload(
+            "dlv_0001", redecided("dec_0001r", rule="permit-v2"), rebuilt, "application/x-new", [event]
+        )
+        # Then the delivery points at the new decision, and the status shows it, once
+        assert await decision_of(backend, "dlv_0001") == "dec_0001r"
+        assert shown(await backend.message_status("msg_0001")) == [
+            ("csc", "permit", "permit-v2", "dlv_0001", "ready")
+        ]
+        assert (await audit_kinds(backend))[-1] == "delivery.replayed_from_original"
+
+    async def test_requeue_writes_nothing_for_a_delivery_that_is_not_that_dead_letter(
+        self, backend: Backend, keyring: Keyring
+    ) -> None:
+        # Given a live delivery (msg 2) and a dead letter (msg 1)
+        await dead_lettered(backend, keyring)
+        await backend.accept(*records(keyring, 2, child="c2"))
+        before = await audit_kinds(backend)
+        rebuilt = keyring.seal(b"REBUILT", "dlv_0002")
+        event = AuditEvent("delivery.replayed_from_original", {"reason": "r"}, "msg_0002", "csc", "op")
+        # When a requeue names the live one, an unknown id, or the dead letter with a decision
+        # of another message or recipient
+        attempts = [
+            ("dlv_0002", redecided("dec_x1", message_id="msg_0002")),
+            ("dlv_nope", redecided("dec_x2")),
+            ("dlv_0001", redecided("dec_x3", message_id="msg_0002")),
+            ("dlv_0001", redecided("dec_x4", recipient="school")),
+        ]
+        for delivery_id, decision in attempts:
+            assert not await backend.requeue_with_payload(delivery_id, decision, rebuilt, "x/y", [event])
+        # Then nothing at all was written: no decision, no re-pointing, no audit event
+        assert await audit_kinds(backend) == before
+        assert await decision_of(backend, "dlv_0002") == "dec_0002"
+        assert await decision_of(backend, "dlv_0001") == "dec_0001"
+        assert shown(await backend.message_status("msg_0002")) == [
+            ("csc", "permit", "permit", "dlv_0002", "ready")
+        ]
+        assert shown(await backend.message_status("msg_0001")) == [
+            ("csc", "permit", "permit", "dlv_0001", "dead")
+        ]
+        # (the dead letter can still be requeued: the refusals left no decision row behind)
+        assert await backend.requeue_with_payload("dlv_0001", redecided("dec_x3"), rebuilt, "x/y", [event])
+
+    async def test_a_failing_requeue_leaves_the_dead_letter_and_its_decision_alone(
+        self, backend: Backend, keyring: Keyring, duplicate_key_error: type[Exception]
+    ) -> None:
+        # Given a dead letter, and a second message whose decision id the requeue reuses
+        await dead_lettered(backend, keyring)
+        await backend.accept(*records(keyring, 2, child="c2"))
+        before = await audit_kinds(backend)
+        event = AuditEvent("delivery.replayed_from_original", {"reason": "r"}, "msg_0001", "csc", "op")
+        # When the decision cannot be inserted
+        with pytest.raises(duplicate_key_error):
+            await backend.requeue_with_payload(
+                "dlv_0001", redecided("dec_0002"), keyring.seal(b"R", "dlv_0001"), "x/y", [event]
+            )
+        # Then the delivery was not requeued either (one transaction), nor anything audited
+        assert await backend.dead_letter("dlv_0001") is not None
+        assert await decision_of(backend, "dlv_0001") == "dec_0001"
+        assert await audit_kinds(backend) == before
+
+    async def test_a_refused_replay_records_its_decision_with_its_audit_events(
+        self, backend: Backend, keyring: Keyring, duplicate_key_error: type[Exception]
+    ) -> None:
+        # Given a dead letter
+        await dead_lettered(backend, keyring)
+        # When a replay from the original is refused (the agreement expired)
+        deny = redecided("dec_0001d", "deny", "agreement-expired")
+        made = AuditEvent(
+            "decision.made", {"decision_id": "dec_0001d", "effect": "deny"}, "msg_0001", "csc", "op"
+        )
+        await backend.record_decision(deny, [made])
+        # Then the status shows the new deny beside the delivery, which stays dead under its
+        # old decision, and the decision's event is in the audit
+        assert shown(await backend.message_status("msg_0001")) == [
+            ("csc", "deny", "agreement-expired", "dlv_0001", "dead")
+        ]
+        assert await backend.dead_letter("dlv_0001") is not None
+        assert await decision_of(backend, "dlv_0001") == "dec_0001"
+        records_ = [r async for r in backend.audit_records()]
+        assert (records_[-1].kind, records_[-1].data["decision_id"]) == ("decision.made", "dec_0001d")
+        # And a decision that cannot be stored leaves no audit event behind (one transaction)
+        with pytest.raises(duplicate_key_error):
+            await backend.record_decision(deny, [AuditEvent("decision.made", {"decision_id": "again"})])
+        assert len([r async for r in backend.audit_records()]) == len(records_)
+        assert verify_chain([r async for r in backend.audit_records()]).records == len(records_)
+
+    async def test_status_lists_each_recipient_once_with_its_newest_decision(
+        self, backend: Backend, keyring: Keyring
+    ) -> None:
+        # Given a message decided for csc (permit, queued) and school (deny)
+        inbound, decisions, deliveries, audit = records(keyring, 1)
+        school = DecisionRecord("dec_0001s", "msg_0001", "school", "deny", "no-agreement", None, (), "v1")
+        await backend.accept(inbound, [*decisions, school], deliveries, audit)
+        # When later decisions are recorded, with ids that sort before the first ones (newest
+        # is by insertion, not by id), twice for csc and once for school
+        await backend.record_decision(redecided("dec_0000a", "review", "consent-unknown"), [])
+        await backend.record_decision(redecided("dec_0000b", "deny", "agreement-expired"), [])
+        await backend.record_decision(
+            redecided("dec_0000c", "deny", "nothing-to-share", recipient="school"), []
+        )
+        # Then each recipient is listed once, in first-decision order, with its newest decision
+        assert shown(await backend.message_status("msg_0001")) == [
+            ("csc", "deny", "agreement-expired", "dlv_0001", "ready"),
+            ("school", "deny", "nothing-to-share", None, None),
+        ]

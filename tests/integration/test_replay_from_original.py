@@ -6,7 +6,9 @@ operator is told why. Real gateway, real receiver, the ops API as an operator ca
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import pytest
 from adapters.canonical_json import CanonicalJsonAdapter
 from canonical import Message
 from gateway.cli import main
+from gateway.store.sqlite import SqliteBackend
 from gateway.testing import RecordingReceiver
 from tests.conftest import GatewayFactory, RunningGateway
 from tests.support import CSC, OPERATOR_TOKEN, POLICE, SCHOOL, auth, body, eventually, sample_message
@@ -64,6 +67,35 @@ async def _replay_original(gw: RunningGateway, delivery_id: str, payload: Any) -
         return r.status, await r.json(content_type=None)
 
 
+async def _status(gw: RunningGateway, message_id: str) -> Any:
+    """``GET /v1/messages/{id}`` as the sender (police) reads it."""
+    async with gw.http.get(gw.url(f"/v1/messages/{message_id}"), headers=auth(POLICE)) as r:
+        assert r.status == 200, await r.text()
+        return await r.json()
+
+
+async def _decision_of(gw: RunningGateway, delivery_id: str) -> str | None:
+    """The decision the delivery points at, read from the gateway's SQLite file (no API has it)."""
+    return await asyncio.to_thread(
+        _one_value, gw, "SELECT decision_id FROM deliveries WHERE id=?", delivery_id
+    )
+
+
+async def _policy_version_of(gw: RunningGateway, decision_id: str) -> str | None:
+    """The policy version of a row in ``decisions`` (``None`` if there is no such row)."""
+    return await asyncio.to_thread(
+        _one_value, gw, "SELECT policy_version FROM decisions WHERE id=?", decision_id
+    )
+
+
+def _one_value(gw: RunningGateway, sql: str, key: str) -> str | None:
+    backend = gw.services.backend
+    assert isinstance(backend, SqliteBackend)
+    with contextlib.closing(sqlite3.connect(backend.path)) as db:
+        row = db.execute(sql, (key,)).fetchone()
+    return str(row[0]) if row is not None else None
+
+
 async def _audit(gw: RunningGateway, message_id: str) -> list[tuple[str, Mapping[str, Any], str]]:
     return [
         (rec.kind, rec.data, rec.actor)
@@ -76,9 +108,16 @@ class TestReplayFromOriginal:
     async def test_a_render_failure_is_rebuilt_and_reaches_the_recipient(
         self, start_gateway: GatewayFactory, receiver: RecordingReceiver, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        # Given a delivery dead-lettered by a renderer bug that has since been fixed
+        # Given a delivery dead-lettered by a renderer bug that has since been fixed, and a
+        # changed policy that still permits (every agreement extended)
         gw = await start_gateway()
         message_id, delivery_id = await _dead_letter_by_render_failure(gw, receiver, monkeypatch)
+        ingest_version = gw.services.policy.current.version
+        _extend_every_agreement(gw.config_dir)
+        async with gw.http.post(gw.url("/v1/admin/policy/reload"), headers=IG) as r:
+            assert r.status == 200, await r.text()
+        new_version = gw.services.policy.current.version
+        assert new_version != ingest_version
         # A reason is required, and nothing happens without one
         status, problem = await _replay_original(gw, delivery_id, {})
         assert status == 422
@@ -114,6 +153,19 @@ class TestReplayFromOriginal:
         redecided = [d for k, d, _ in audit if k == "decision.made" and d.get("replay_of") == delivery_id]
         assert [d["effect"] for d in redecided] == ["permit"]
         assert "renderer bug" not in repr(audit)
+        # And the new decision is recorded under the new policy, the delivery points at it,
+        # and the sender sees CSC once, with that decision
+        assert await _decision_of(gw, delivery_id) == redecided[0]["decision_id"]
+        assert await _policy_version_of(gw, redecided[0]["decision_id"]) == new_version
+        status_doc = await _status(gw, message_id)
+        (csc,) = [r for r in status_doc["recipients"] if r["partner"] == CSC]
+        assert (csc["decision"], csc["rule"], csc["delivery"], csc["attempts"]) == (
+            "permit",
+            answer["rule"],
+            "delivered",
+            1,
+        )
+        assert csc["delivered_at"] is not None
         # A second replay from the original finds no dead letter
         status, _ = await _replay_original(gw, delivery_id, REASON)
         assert status == 404
@@ -143,6 +195,15 @@ class TestReplayFromOriginal:
             ("deny", answer["rule"], REASON["reason"])
         ]
         assert "delivery.replayed_from_original" not in [k for k, _, _ in audit]
+        # And the sender's status shows the new deny for CSC, once, beside the dead delivery,
+        # which still points at its ingest decision
+        status_doc = await _status(gw, message_id)
+        assert [
+            (r["decision"], r["rule"], r["delivery"]) for r in status_doc["recipients"] if r["partner"] == CSC
+        ] == [("deny", answer["rule"], "dead")]
+        assert status_doc["status"] == "failed"
+        ingest = [d for k, d, _ in audit if k == "decision.made" and d.get("delivery_id") == delivery_id]
+        assert [d["decision_id"] for d in ingest] == [await _decision_of(gw, delivery_id)]
 
     async def test_the_cli_replays_from_the_original(
         self,
@@ -180,4 +241,11 @@ def _expire_every_agreement(config_dir: Path) -> None:
     path = config_dir / "agreements.yaml"
     text = re.sub(r'valid_until: "\d{4}-\d{2}-\d{2}"', 'valid_until: "2026-01-01"', path.read_text())
     text = re.sub(r'valid_from: "\d{4}-\d{2}-\d{2}"', 'valid_from: "2025-01-01"', text)
+    path.write_text(text)
+
+
+def _extend_every_agreement(config_dir: Path) -> None:
+    path = config_dir / "agreements.yaml"
+    text = re.sub(r'valid_until: "\d{4}-\d{2}-\d{2}"', 'valid_until: "2099-12-31"', path.read_text())
+    assert text != path.read_text()
     path.write_text(text)
