@@ -235,6 +235,9 @@ class Disclosure:
     consent: str
     delivery: str
     delivered_at: str
+    decided_at: str = ""
+    replay_of: str = ""
+    """The dead letter a replay from the original decided again for ("" at ingest)."""
 
     FIELDS = (
         "message_id",
@@ -251,6 +254,8 @@ class Disclosure:
         "consent",
         "delivery",
         "delivered_at",
+        "decided_at",
+        "replay_of",
     )
 
     def as_dict(self) -> dict[str, str]:
@@ -270,7 +275,9 @@ DELIVERY_KINDS = {
 
 
 def disclosures_of(records: list[AuditRecord]) -> list[Disclosure]:
-    """One row per recipient decision of one message, from its audit records."""
+    """One row per recipient decision of one message, from its audit records: the decision
+    at ingest and each one a replay from the original made (``replay_of`` names its dead
+    letter), each with its time. ``delivery`` is the recipient's latest delivery state."""
     received = next((r for r in records if r.kind == "message.received"), None)
     if received is None:
         return []
@@ -304,6 +311,8 @@ def disclosures_of(records: list[AuditRecord]) -> list[Disclosure]:
                 consent=str(d.get("consent", "")),
                 delivery=state,
                 delivered_at=delivered_at.get(recipient, ""),
+                decided_at=r.at,
+                replay_of=str(d.get("replay_of") or ""),
             )
         )
     return rows

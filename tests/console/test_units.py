@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.audit import AuditRecord
 from gateway.console.charts import sparkline
+from gateway.console.pages_ig import disclosures_of
 from gateway.console.passwords import hash_password, verify
 from gateway.console.ratelimit import FailureLimiter
 from gateway.console.samples import QueueSamples
@@ -127,3 +129,51 @@ class TestSparkline:
 
     def test_no_data_is_a_flat_line(self) -> None:
         assert "polyline" in str(sparkline([], label="empty"))
+
+
+class TestDisclosureRows:
+    @staticmethod
+    def record(seq: int, at: str, kind: str, partner: str | None, data: dict[str, object]) -> AuditRecord:
+        return AuditRecord(seq, at, kind, "msg_0001", partner, "gateway", data, "p", "h")
+
+    def test_a_replay_from_the_original_is_its_own_row_with_its_time_and_dead_letter(self) -> None:
+        # Given a message decided at ingest, dead-lettered, then decided again on a replay
+        r = self.record
+        rows = disclosures_of(
+            [
+                r(
+                    1,
+                    "2026-12-01T10:00:00+00:00",
+                    "message.received",
+                    "police",
+                    {"event_type": "e", "purpose": "p"},
+                ),
+                r(
+                    2,
+                    "2026-12-01T10:00:00+00:00",
+                    "decision.made",
+                    "csc",
+                    {"recipient": "csc", "effect": "permit"},
+                ),
+                r(3, "2026-12-01T10:05:00+00:00", "delivery.dead_lettered", "csc", {}),
+                r(
+                    4,
+                    "2026-12-01T11:00:00+00:00",
+                    "decision.made",
+                    "csc",
+                    {
+                        "recipient": "csc",
+                        "effect": "deny",
+                        "rule": "agreement-not-in-force",
+                        "replay_of": "dlv_1",
+                    },
+                ),
+            ]
+        )
+        # Then each decision is a row with its own time; only the replay's names the dead letter
+        assert [(x.effect, x.decided_at, x.replay_of) for x in rows] == [
+            ("permit", "2026-12-01T10:00:00+00:00", ""),
+            ("deny", "2026-12-01T11:00:00+00:00", "dlv_1"),
+        ]
+        assert [x.delivery for x in rows] == ["dead-letter", "dead-letter"]  # the latest state
+        assert rows[1].as_dict()["replay_of"] == "dlv_1"
