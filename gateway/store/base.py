@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from gateway.audit import AuditEvent, AuditRecord
+from gateway.audit import AuditEvent, AuditRecord, canonical_json
 from gateway.crypto import Keyring, Sealed
 
 
@@ -79,6 +79,21 @@ class DecisionRecord:
     policy_version: str
     detail: Mapping[str, object] = field(default_factory=dict)
     """The decision's structured explanation (no personal data)."""
+
+    def row(self, released: object) -> tuple[object, ...]:
+        """The values in ``decisions`` column order, ``released`` as the store encodes the
+        list (JSON text on SQLite, an array on PostgreSQL) and the detail as canonical JSON."""
+        return (
+            self.decision_id,
+            self.message_id,
+            self.recipient,
+            self.effect,
+            self.rule,
+            self.agreement_id,
+            released,
+            self.policy_version,
+            canonical_json(dict(self.detail)),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from gateway.audit import AuditEvent, AuditRecord, canonical_json
+from gateway.audit import AuditEvent, AuditRecord
 from gateway.crypto import Keyring, Sealed
 from gateway.store import audit_events
 from gateway.store.base import (
@@ -115,17 +115,7 @@ _INSERT_DECISION = (
 
 def _decision_row(d: DecisionRecord) -> tuple[object, ...]:
     """``d`` as ``_INSERT_DECISION``'s arguments."""
-    return (
-        d.decision_id,
-        d.message_id,
-        d.recipient,
-        d.effect,
-        d.rule,
-        d.agreement_id,
-        list(d.released),
-        d.policy_version,
-        canonical_json(dict(d.detail)),
-    )
+    return d.row(list(d.released))
 
 
 def _initial_state(d: DeliveryRecord) -> DeliveryState:

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from gateway.audit import AuditEvent, AuditRecord, canonical_json
+from gateway.audit import AuditEvent, AuditRecord
 from gateway.crypto import Keyring, Sealed
 from gateway.store import audit_events
 from gateway.store.base import (
@@ -151,17 +151,7 @@ _INSERT_DECISION = (
 
 def _decision_row(d: DecisionRecord) -> tuple[object, ...]:
     """``d`` in ``decisions`` column order (as ``accept`` inserts it)."""
-    return (
-        d.decision_id,
-        d.message_id,
-        d.recipient,
-        d.effect,
-        d.rule,
-        d.agreement_id,
-        json_list(d.released),
-        d.policy_version,
-        canonical_json(dict(d.detail)),
-    )
+    return d.row(json_list(d.released))
 
 
 def _initial_state(d: DeliveryRecord) -> DeliveryState:
